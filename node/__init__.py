@@ -1,0 +1,1 @@
+"""cairn.node: the storage node (server, coordinator, storage engine, background workers)."""
