@@ -1,1 +1,1 @@
-"""Generated protobuf and gRPC modules of the cairn.v1 protocol (see proto/ and docs/protocol.md)."""
+"""Generated modules of the cairn.v1 protocol (see proto/ and docs/protocol.md)."""
