@@ -79,6 +79,7 @@ class Outcome(StrEnum):
     STALE = "stale"  # the disk holds a newer (or the same) version; nothing changed
     MOVED = "moved"  # compaction: the record was copied to a new place
     SKIPPED = "skipped"  # compaction: the entry changed meanwhile; the copy is dead
+    REMOVED = "removed"  # compaction: a tombstone past its grace period was purged
 
 
 @dataclass
@@ -89,6 +90,7 @@ class _Pending:
     entry: fmt.IndexEntry
     future: Future[tuple[Outcome, fmt.IndexEntry | None]]
     move_from: tuple[int, int] | None = None  # compaction: apply only if still here
+    remove: bool = False  # compaction: drop the entry (a purged tombstone) if still here
     new_segment: fmt.SegmentState | None = None  # a single-object segment to register
 
 
@@ -577,6 +579,26 @@ class Disk:
             self._cond.notify_all()
         return future
 
+    def remove_entry(self, okey: bytes, entry: fmt.IndexEntry
+                     ) -> Future[tuple[Outcome, fmt.IndexEntry | None]]:
+        """Queue the removal of ``okey``'s entry if it still is ``entry`` (tombstone purge).
+
+        Raises:
+            DiskUnavailable: the disk cannot take writes.
+        """
+        future: Future[tuple[Outcome, fmt.IndexEntry | None]] = Future()
+        with self._cond:
+            self.check_writable()
+            self._queue.append(_Pending(okey, entry, future, (entry.segment_id, entry.offset),
+                                        remove=True))
+            self._cond.notify_all()
+        return future
+
+    def segment_state(self, segment_id: int) -> fmt.SegmentState | None:
+        with self._cond:
+            st = self._segments.get(segment_id)
+            return replace(st) if st is not None else None
+
     def _cut_partial_append(self, seg: _Segment, offset: int) -> None:
         """A failed append may have written part of a record: cut it so it is never read."""
         try:
@@ -679,7 +701,7 @@ class Disk:
         with self._cond:
             if self.state == DiskState.FAILED:
                 raise DiskUnavailable(f"disk {self.path} has failed: {self.error}")
-            self._queue.append(_Pending(okey, entry, future, None, state))
+            self._queue.append(_Pending(okey, entry, future, new_segment=state))
             self._cond.notify_all()
         return future, value_len, value_crc
 
@@ -756,7 +778,7 @@ class Disk:
                 if st is not None:
                     delta.apply(st)
             for p in batch:
-                if p.new_segment is None:
+                if p.new_segment is None and not p.remove:
                     st = self._segments[p.entry.segment_id]
                     st.committed_end = max(st.committed_end, p.entry.offset + p.entry.record_len)
             self._recount()
@@ -776,7 +798,7 @@ class Disk:
             if sid in states:
                 delta.apply(states[sid])
         for p in batch:
-            if p.new_segment is None:
+            if p.new_segment is None and not p.remove:
                 st = states[p.entry.segment_id]
                 st.committed_end = max(st.committed_end, p.entry.offset + p.entry.record_len)
         return states
@@ -794,7 +816,8 @@ class Disk:
         """Apply one write inside the commit transaction: newest version wins."""
         objects = self._dbs[DB_OBJECTS]
         new = p.entry
-        deltas.setdefault(new.segment_id, _Delta()).total_bytes += new.record_len
+        if not p.remove:
+            deltas.setdefault(new.segment_id, _Delta()).total_bytes += new.record_len
         raw = txn.get(p.okey, db=objects)
         old: fmt.IndexEntry | None = None
         if raw is not None:
@@ -806,6 +829,13 @@ class Disk:
         if p.move_from is not None:
             if old is None or (old.segment_id, old.offset) != p.move_from:
                 return Outcome.SKIPPED, old
+            if p.remove:
+                gone = deltas.setdefault(old.segment_id, _Delta())
+                gone.live_bytes -= old.record_len
+                gone.live_records -= 1
+                txn.delete(p.okey, db=objects)
+                txn.delete(fmt.partition_key(old.partition, p.okey), db=self._dbs[DB_PARTITIONS])
+                return Outcome.REMOVED, None
             new = replace(new, flags=old.flags, stored_ms=old.stored_ms, inline=old.inline)
         elif old is not None and (
             old.version > new.version or (old.version == new.version and not old.damaged)

@@ -33,10 +33,12 @@ from cairn.errors import (
 from cairn.types import Version, validate_bucket, validate_key
 
 from . import format as fmt
+from .compaction import CompactionReport, compact_disk
 from .config import EngineConfig
 from .disk import Disk, DiskState, Outcome
 from .fs import FileSystem
 from .reader import ObjectInfo, ObjectReader, info_from_entry
+from .scrub import ScrubReport, scrub_disk
 
 log = logging.getLogger("cairn.storage")
 
@@ -606,6 +608,23 @@ class Engine:
             found = self._newest(okey)
             if found is not None and found[1].partition == partition:
                 yield info_from_entry(okey, found[1])
+
+    # ------------------------------------------------------------------ maintenance
+
+    def compact(self, *, force: bool = False) -> list[CompactionReport]:
+        """Rewrite sealed segments below ``compaction_live_ratio`` on every writable disk,
+        purging tombstones older than ``tombstone_grace_s``. Reads and writes go on."""
+        grace_ms = int(self.config.tombstone_grace_s * 1000)
+        return [
+            compact_disk(disk, live_ratio=self.config.compaction_live_ratio,
+                         tombstone_grace_ms=grace_ms, now_ms=self.now_ms(), force=force)
+            for disk in self.disks if disk.writable
+        ]
+
+    def scrub(self, *, rate_bytes_s: float | None = None) -> list[ScrubReport]:
+        """Verify every record on every readable disk; damaged copies are flagged (never
+        served again) and listed, one report per disk."""
+        return [scrub_disk(disk, rate_bytes_s=rate_bytes_s) for disk in self._readable()]
 
     # ------------------------------------------------------------------ status
 
