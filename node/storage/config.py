@@ -99,8 +99,8 @@ class EngineConfig:
             problems.append(f"sync: must be one of {SYNC_MODES}, not {self.sync!r}")
         if not MiB <= self.segment_max_bytes <= 4 * GiB:
             problems.append("segment_max_bytes: must be 1 MiB..4 GiB")
-        if not 64 * 1024 <= self.large_object_bytes <= self.segment_max_bytes:
-            problems.append("large_object_bytes: must be 64 KiB..segment_max_bytes")
+        if not 64 * 1024 <= self.large_object_bytes <= 4 * GiB:
+            problems.append("large_object_bytes: must be 64 KiB..4 GiB")
         if not 0 <= self.inline_max_bytes <= 64 * 1024:
             problems.append("inline_max_bytes: must be 0..64 KiB")
         bs = self.block_size

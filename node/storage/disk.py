@@ -143,6 +143,27 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class _SourceError(Exception):
+    """Carries an exception raised by a caller's chunk iterator past the disk's OSError
+    handling: a ConnectionError from the client is an OSError, but not a disk failure."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _source(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    it = iter(chunks)
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _SourceError(exc) from exc
+        yield chunk
+
+
 class Disk:
     """One data directory. Thread-safe; writes are batched by a committer thread."""
 
@@ -646,7 +667,7 @@ class Disk:
             self.fs.write(fd, header + prefix)
             value_len, value_crc, block_crcs = 0, 0, []
             block_crc, block_fill = 0, 0
-            for chunk in chunks:
+            for chunk in _source(chunks):
                 if not chunk:
                     continue
                 self.fs.write(fd, chunk)
@@ -684,6 +705,8 @@ class Disk:
             if self.config.sync == SYNC_ALWAYS:
                 self.fs.fsync_dir(self._seg_dir)
             done = True
+        except _SourceError as exc:
+            raise exc.error from exc.error.__cause__  # the caller's stream failed, not the disk
         except OSError as exc:
             raise self._io_error(exc, "writing a large object") from exc
         finally:
@@ -743,7 +766,10 @@ class Disk:
         with self._cond:
             for seg in to_sync:
                 st = self._segments.get(seg.segment_id)
-                if seg is not self._active and (st is None or st.sealed):
+                # A sealed segment is closed after its last sync; if it was sealed during
+                # this commit it is queued for the next one, which closes it then.
+                if (seg is not self._active and (st is None or st.sealed)
+                        and seg.segment_id not in self._unsynced):
                     self.fs.close(seg.fd)
         self.stats.commits += 1
         self.stats.committed_records += len(batch)
