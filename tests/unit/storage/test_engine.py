@@ -231,8 +231,6 @@ def test_segments_roll_over_and_compaction_reclaims(make_engine):
     payload = {i: os.urandom(20_000) for i in range(200)}
     for i, v in payload.items():
         engine.put("app", b"k%d" % i, v, version=V1)
-    for i in range(0, 200, 4):  # overwrite three quarters later
-        pass
     for i in range(200):
         if i % 4:
             payload[i] = os.urandom(20_000)
