@@ -51,7 +51,8 @@ def test_flipped_bytes_are_never_served_and_scrub_reports_exactly_them(make_engi
                    and k not in in_segments and len(values[k]) >= 100]
     in_index = rng.sample(inline_keys, 5)
     mdb = os.path.join(disk_dir, "index", "data.mdb")
-    data = bytearray(open(mdb, "rb").read())
+    with open(mdb, "rb") as f:
+        data = bytearray(f.read())
     for key in in_index:
         value, start = values[key], 0
         while (pos := data.find(value, start)) >= 0:  # every copy, live and stale pages
