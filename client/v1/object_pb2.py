@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cairn.v1 import common_pb2 as cairn_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63\x61irn/v1/object.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\".\n\nBucketInfo\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\x12\n\ncreated_ms\x18\x02 \x01(\x03\"N\n\x13\x43reateBucketRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\"d\n\x14\x43reateBucketResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.BucketInfo\"N\n\x13\x44\x65leteBucketRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\"@\n\x14\x44\x65leteBucketResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\"=\n\x12ListBucketsRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\"f\n\x13ListBucketsResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12%\n\x07\x62uckets\x18\x02 \x03(\x0b\x32\x14.cairn.v1.BucketInfo\"m\n\nPutRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.cairn.v1.PutHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x1f\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x10.cairn.v1.PutEndH\x00\x42\x06\n\x04part\"\xe3\x01\n\tPutHeader\x12(\n\x07request\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\r\n\x05\x63odec\x18\x04 \x01(\t\x12\x33\n\x08metadata\x18\x05 \x03(\x0b\x32!.cairn.v1.PutHeader.MetadataEntry\x12\x11\n\x04size\x18\x06 \x01(\x04H\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_size\"(\n\x06PutEnd\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x02 \x01(\x07\"[\n\x0bPutResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ObjectInfo\"\xa2\x01\n\nGetRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\x18\n\x0brange_start\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x16\n\trange_end\x18\x05 \x01(\x04H\x01\x88\x01\x01\x42\x0e\n\x0c_range_startB\x0c\n\n_range_end\"n\n\x0bGetResponse\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.cairn.v1.GetHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x1f\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x10.cairn.v1.GetEndH\x00\x42\x06\n\x04part\"\x83\x01\n\tGetHeader\x12*\n\x08response\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ObjectInfo\x12\x13\n\x0brange_start\x18\x03 \x01(\x04\x12\x11\n\trange_end\x18\x04 \x01(\x04\"\x1a\n\x06GetEnd\x12\x10\n\x08\x63hecksum\x18\x01 \x01(\x07\"S\n\x0bHeadRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"\\\n\x0cHeadResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ObjectInfo\"U\n\rDeleteRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"^\n\x0e\x44\x65leteResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x07version\x18\x02 \x01(\x0b\x32\x11.cairn.v1.Version\"\xa7\x01\n\x0bListRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0e\n\x06prefix\x18\x03 \x01(\x0c\x12\x13\n\x0bstart_after\x18\x04 \x01(\x0c\x12\x12\n\npage_token\x18\x05 \x01(\x0c\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x17\n\x0finclude_deleted\x18\x07 \x01(\x08\"x\n\x0cListResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12%\n\x07objects\x18\x02 \x03(\x0b\x32\x14.cairn.v1.ObjectInfo\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\x0c\x32\x90\x04\n\rObjectService\x12M\n\x0c\x43reateBucket\x12\x1d.cairn.v1.CreateBucketRequest\x1a\x1e.cairn.v1.CreateBucketResponse\x12M\n\x0c\x44\x65leteBucket\x12\x1d.cairn.v1.DeleteBucketRequest\x1a\x1e.cairn.v1.DeleteBucketResponse\x12J\n\x0bListBuckets\x12\x1c.cairn.v1.ListBucketsRequest\x1a\x1d.cairn.v1.ListBucketsResponse\x12\x34\n\x03Put\x12\x14.cairn.v1.PutRequest\x1a\x15.cairn.v1.PutResponse(\x01\x12\x34\n\x03Get\x12\x14.cairn.v1.GetRequest\x1a\x15.cairn.v1.GetResponse0\x01\x12\x35\n\x04Head\x12\x15.cairn.v1.HeadRequest\x1a\x16.cairn.v1.HeadResponse\x12;\n\x06\x44\x65lete\x12\x17.cairn.v1.DeleteRequest\x1a\x18.cairn.v1.DeleteResponse\x12\x35\n\x04List\x12\x15.cairn.v1.ListRequest\x1a\x16.cairn.v1.ListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63\x61irn/v1/object.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\".\n\nBucketInfo\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\x12\n\ncreated_ms\x18\x02 \x01(\x03\"N\n\x13\x43reateBucketRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\"d\n\x14\x43reateBucketResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.BucketInfo\"N\n\x13\x44\x65leteBucketRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\"@\n\x14\x44\x65leteBucketResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\"=\n\x12ListBucketsRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\"f\n\x13ListBucketsResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12%\n\x07\x62uckets\x18\x02 \x03(\x0b\x32\x14.cairn.v1.BucketInfo\"_\n\nPutRequest\x12#\n\x06header\x18\x01 \x01(\x0b\x32\x13.cairn.v1.PutHeader\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\x12\x1d\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x10.cairn.v1.PutEnd\"\xe3\x01\n\tPutHeader\x12(\n\x07request\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\r\n\x05\x63odec\x18\x04 \x01(\t\x12\x33\n\x08metadata\x18\x05 \x03(\x0b\x32!.cairn.v1.PutHeader.MetadataEntry\x12\x11\n\x04size\x18\x06 \x01(\x04H\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_size\"(\n\x06PutEnd\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x02 \x01(\x07\"[\n\x0bPutResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ObjectInfo\"\xa2\x01\n\nGetRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\x18\n\x0brange_start\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x16\n\trange_end\x18\x05 \x01(\x04H\x01\x88\x01\x01\x42\x0e\n\x0c_range_startB\x0c\n\n_range_end\"`\n\x0bGetResponse\x12#\n\x06header\x18\x01 \x01(\x0b\x32\x13.cairn.v1.GetHeader\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\x12\x1d\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x10.cairn.v1.GetEnd\"\x83\x01\n\tGetHeader\x12*\n\x08response\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ObjectInfo\x12\x13\n\x0brange_start\x18\x03 \x01(\x04\x12\x11\n\trange_end\x18\x04 \x01(\x04\"\x1a\n\x06GetEnd\x12\x10\n\x08\x63hecksum\x18\x01 \x01(\x07\"S\n\x0bHeadRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"\\\n\x0cHeadResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ObjectInfo\"U\n\rDeleteRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"^\n\x0e\x44\x65leteResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x07version\x18\x02 \x01(\x0b\x32\x11.cairn.v1.Version\"\xa7\x01\n\x0bListRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0e\n\x06prefix\x18\x03 \x01(\x0c\x12\x13\n\x0bstart_after\x18\x04 \x01(\x0c\x12\x12\n\npage_token\x18\x05 \x01(\x0c\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x17\n\x0finclude_deleted\x18\x07 \x01(\x08\"x\n\x0cListResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12%\n\x07objects\x18\x02 \x03(\x0b\x32\x14.cairn.v1.ObjectInfo\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\x0c\"W\n\x0fPutSmallRequest\x12#\n\x06header\x18\x01 \x01(\x0b\x32\x13.cairn.v1.PutHeader\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x10\n\x08\x63hecksum\x18\x03 \x01(\x07\"j\n\x0fGetSmallRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\x11\n\tmax_bytes\x18\x04 \x01(\x04\"\x82\x01\n\x10GetSmallResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ObjectInfo\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x11\n\ttoo_large\x18\x04 \x01(\x08\x32\x91\x05\n\rObjectService\x12M\n\x0c\x43reateBucket\x12\x1d.cairn.v1.CreateBucketRequest\x1a\x1e.cairn.v1.CreateBucketResponse\x12M\n\x0c\x44\x65leteBucket\x12\x1d.cairn.v1.DeleteBucketRequest\x1a\x1e.cairn.v1.DeleteBucketResponse\x12J\n\x0bListBuckets\x12\x1c.cairn.v1.ListBucketsRequest\x1a\x1d.cairn.v1.ListBucketsResponse\x12\x34\n\x03Put\x12\x14.cairn.v1.PutRequest\x1a\x15.cairn.v1.PutResponse(\x01\x12\x34\n\x03Get\x12\x14.cairn.v1.GetRequest\x1a\x15.cairn.v1.GetResponse0\x01\x12<\n\x08PutSmall\x12\x19.cairn.v1.PutSmallRequest\x1a\x15.cairn.v1.PutResponse\x12\x41\n\x08GetSmall\x12\x19.cairn.v1.GetSmallRequest\x1a\x1a.cairn.v1.GetSmallResponse\x12\x35\n\x04Head\x12\x15.cairn.v1.HeadRequest\x1a\x16.cairn.v1.HeadResponse\x12;\n\x06\x44\x65lete\x12\x17.cairn.v1.DeleteRequest\x1a\x18.cairn.v1.DeleteResponse\x12\x35\n\x04List\x12\x15.cairn.v1.ListRequest\x1a\x16.cairn.v1.ListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,35 +49,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTBUCKETSRESPONSE']._serialized_start=497
   _globals['_LISTBUCKETSRESPONSE']._serialized_end=599
   _globals['_PUTREQUEST']._serialized_start=601
-  _globals['_PUTREQUEST']._serialized_end=710
-  _globals['_PUTHEADER']._serialized_start=713
-  _globals['_PUTHEADER']._serialized_end=940
-  _globals['_PUTHEADER_METADATAENTRY']._serialized_start=884
-  _globals['_PUTHEADER_METADATAENTRY']._serialized_end=931
-  _globals['_PUTEND']._serialized_start=942
-  _globals['_PUTEND']._serialized_end=982
-  _globals['_PUTRESPONSE']._serialized_start=984
-  _globals['_PUTRESPONSE']._serialized_end=1075
-  _globals['_GETREQUEST']._serialized_start=1078
-  _globals['_GETREQUEST']._serialized_end=1240
-  _globals['_GETRESPONSE']._serialized_start=1242
-  _globals['_GETRESPONSE']._serialized_end=1352
-  _globals['_GETHEADER']._serialized_start=1355
-  _globals['_GETHEADER']._serialized_end=1486
-  _globals['_GETEND']._serialized_start=1488
-  _globals['_GETEND']._serialized_end=1514
-  _globals['_HEADREQUEST']._serialized_start=1516
-  _globals['_HEADREQUEST']._serialized_end=1599
-  _globals['_HEADRESPONSE']._serialized_start=1601
-  _globals['_HEADRESPONSE']._serialized_end=1693
-  _globals['_DELETEREQUEST']._serialized_start=1695
-  _globals['_DELETEREQUEST']._serialized_end=1780
-  _globals['_DELETERESPONSE']._serialized_start=1782
-  _globals['_DELETERESPONSE']._serialized_end=1876
-  _globals['_LISTREQUEST']._serialized_start=1879
-  _globals['_LISTREQUEST']._serialized_end=2046
-  _globals['_LISTRESPONSE']._serialized_start=2048
-  _globals['_LISTRESPONSE']._serialized_end=2168
-  _globals['_OBJECTSERVICE']._serialized_start=2171
-  _globals['_OBJECTSERVICE']._serialized_end=2699
+  _globals['_PUTREQUEST']._serialized_end=696
+  _globals['_PUTHEADER']._serialized_start=699
+  _globals['_PUTHEADER']._serialized_end=926
+  _globals['_PUTHEADER_METADATAENTRY']._serialized_start=870
+  _globals['_PUTHEADER_METADATAENTRY']._serialized_end=917
+  _globals['_PUTEND']._serialized_start=928
+  _globals['_PUTEND']._serialized_end=968
+  _globals['_PUTRESPONSE']._serialized_start=970
+  _globals['_PUTRESPONSE']._serialized_end=1061
+  _globals['_GETREQUEST']._serialized_start=1064
+  _globals['_GETREQUEST']._serialized_end=1226
+  _globals['_GETRESPONSE']._serialized_start=1228
+  _globals['_GETRESPONSE']._serialized_end=1324
+  _globals['_GETHEADER']._serialized_start=1327
+  _globals['_GETHEADER']._serialized_end=1458
+  _globals['_GETEND']._serialized_start=1460
+  _globals['_GETEND']._serialized_end=1486
+  _globals['_HEADREQUEST']._serialized_start=1488
+  _globals['_HEADREQUEST']._serialized_end=1571
+  _globals['_HEADRESPONSE']._serialized_start=1573
+  _globals['_HEADRESPONSE']._serialized_end=1665
+  _globals['_DELETEREQUEST']._serialized_start=1667
+  _globals['_DELETEREQUEST']._serialized_end=1752
+  _globals['_DELETERESPONSE']._serialized_start=1754
+  _globals['_DELETERESPONSE']._serialized_end=1848
+  _globals['_LISTREQUEST']._serialized_start=1851
+  _globals['_LISTREQUEST']._serialized_end=2018
+  _globals['_LISTRESPONSE']._serialized_start=2020
+  _globals['_LISTRESPONSE']._serialized_end=2140
+  _globals['_PUTSMALLREQUEST']._serialized_start=2142
+  _globals['_PUTSMALLREQUEST']._serialized_end=2229
+  _globals['_GETSMALLREQUEST']._serialized_start=2231
+  _globals['_GETSMALLREQUEST']._serialized_end=2337
+  _globals['_GETSMALLRESPONSE']._serialized_start=2340
+  _globals['_GETSMALLRESPONSE']._serialized_end=2470
+  _globals['_OBJECTSERVICE']._serialized_start=2473
+  _globals['_OBJECTSERVICE']._serialized_end=3130
 # @@protoc_insertion_point(module_scope)

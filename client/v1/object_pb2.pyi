@@ -213,3 +213,37 @@ class ListResponse(_message.Message):
     objects: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectInfo]
     next_page_token: bytes
     def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., objects: _Optional[_Iterable[_Union[_common_pb2.ObjectInfo, _Mapping]]] = ..., next_page_token: _Optional[bytes] = ...) -> None: ...
+
+class PutSmallRequest(_message.Message):
+    __slots__ = ("header", "value", "checksum")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    header: PutHeader
+    value: bytes
+    checksum: int
+    def __init__(self, header: _Optional[_Union[PutHeader, _Mapping]] = ..., value: _Optional[bytes] = ..., checksum: _Optional[int] = ...) -> None: ...
+
+class GetSmallRequest(_message.Message):
+    __slots__ = ("header", "bucket", "key", "max_bytes")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.RequestHeader
+    bucket: bytes
+    key: bytes
+    max_bytes: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., bucket: _Optional[bytes] = ..., key: _Optional[bytes] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class GetSmallResponse(_message.Message):
+    __slots__ = ("header", "info", "value", "too_large")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TOO_LARGE_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.ResponseHeader
+    info: _common_pb2.ObjectInfo
+    value: bytes
+    too_large: bool
+    def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., info: _Optional[_Union[_common_pb2.ObjectInfo, _Mapping]] = ..., value: _Optional[bytes] = ..., too_large: _Optional[bool] = ...) -> None: ...

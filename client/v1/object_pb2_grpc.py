@@ -60,6 +60,16 @@ class ObjectServiceStub:
                 request_serializer=cairn_dot_v1_dot_object__pb2.GetRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_object__pb2.GetResponse.FromString,
                 _registered_method=True)
+        self.PutSmall = channel.unary_unary(
+                '/cairn.v1.ObjectService/PutSmall',
+                request_serializer=cairn_dot_v1_dot_object__pb2.PutSmallRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_object__pb2.PutResponse.FromString,
+                _registered_method=True)
+        self.GetSmall = channel.unary_unary(
+                '/cairn.v1.ObjectService/GetSmall',
+                request_serializer=cairn_dot_v1_dot_object__pb2.GetSmallRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_object__pb2.GetSmallResponse.FromString,
+                _registered_method=True)
         self.Head = channel.unary_unary(
                 '/cairn.v1.ObjectService/Head',
                 request_serializer=cairn_dot_v1_dot_object__pb2.HeadRequest.SerializeToString,
@@ -121,6 +131,23 @@ class ObjectServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutSmall(self, request, context):
+        """Unary fast paths for small objects (one HTTP/2 round trip, no stream state).
+        PutSmall takes the whole value; the node refuses values over its
+        small_object_bytes limit with RESOURCE_EXHAUSTED (use Put).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSmall(self, request, context):
+        """GetSmall answers the whole object if it is at most max_bytes (and the
+        node's limit); otherwise only its info with too_large=true (use Get).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Head(self, request, context):
         """Describes an object without its bytes. Tombstones are NOT_FOUND.
         """
@@ -171,6 +198,16 @@ def add_ObjectServiceServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=cairn_dot_v1_dot_object__pb2.GetRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_object__pb2.GetResponse.SerializeToString,
+            ),
+            'PutSmall': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSmall,
+                    request_deserializer=cairn_dot_v1_dot_object__pb2.PutSmallRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_object__pb2.PutResponse.SerializeToString,
+            ),
+            'GetSmall': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSmall,
+                    request_deserializer=cairn_dot_v1_dot_object__pb2.GetSmallRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_object__pb2.GetSmallResponse.SerializeToString,
             ),
             'Head': grpc.unary_unary_rpc_method_handler(
                     servicer.Head,
@@ -324,6 +361,60 @@ class ObjectService:
             '/cairn.v1.ObjectService/Get',
             cairn_dot_v1_dot_object__pb2.GetRequest.SerializeToString,
             cairn_dot_v1_dot_object__pb2.GetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSmall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ObjectService/PutSmall',
+            cairn_dot_v1_dot_object__pb2.PutSmallRequest.SerializeToString,
+            cairn_dot_v1_dot_object__pb2.PutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSmall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ObjectService/GetSmall',
+            cairn_dot_v1_dot_object__pb2.GetSmallRequest.SerializeToString,
+            cairn_dot_v1_dot_object__pb2.GetSmallResponse.FromString,
             options,
             channel_credentials,
             insecure,

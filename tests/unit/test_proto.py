@@ -165,6 +165,7 @@ def test_services_and_stream_shapes():
     assert {m.name: shape(objects, m.name) for m in objects.methods} == {
         "CreateBucket": unary, "DeleteBucket": unary, "ListBuckets": unary,
         "Put": client, "Get": server, "Head": unary, "Delete": unary, "List": unary,
+        "PutSmall": unary, "GetSmall": unary,
     }
     admin = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
     assert {m.name: shape(admin, m.name) for m in admin.methods} == {
@@ -194,7 +195,12 @@ def test_put_stream_round_trip():
     ]
     decoded = [object_pb2.PutRequest.FromString(m.SerializeToString()) for m in stream]
     assert decoded == stream
-    assert [m.WhichOneof("part") for m in decoded] == ["header"] + ["chunk"] * 3 + ["end"]
+    assert [(m.HasField("header"), m.HasField("end")) for m in decoded] == (
+        [(True, False)] + [(False, False)] * 3 + [(False, True)])
+    single = object_pb2.PutRequest(header=object_pb2.PutHeader(bucket=b"app", key=b"k"),
+                                   chunk=b"v", end=object_pb2.PutEnd(size=1, checksum=5))
+    again = object_pb2.PutRequest.FromString(single.SerializeToString())
+    assert again.HasField("header") and again.HasField("end") and again.chunk == b"v"  # noqa: PT018
     first = decoded[0].header
     assert first.HasField("size")
     assert first.request.clock.logical == 3
@@ -222,7 +228,8 @@ def test_get_stream_round_trip():
     ]
     decoded = [object_pb2.GetResponse.FromString(m.SerializeToString()) for m in stream]
     assert decoded == stream
-    assert [m.WhichOneof("part") for m in decoded] == ["header", "chunk", "end"]
+    assert [(m.HasField("header"), m.chunk != b"", m.HasField("end")) for m in decoded] == [
+        (True, False, False), (False, True, False), (False, False, True)]
     assert decoded[0].header.info.metadata["a"] == "b"
     assert not decoded[0].header.info.deleted
     request = object_pb2.GetRequest(bucket=b"app", key=b"k", range_start=0)
