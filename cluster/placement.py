@@ -36,6 +36,7 @@ from cairn.errors import InvalidArgument
 
 __all__ = [
     "MAP_CACHE_SIZE",
+    "PLACEMENT_NAME",
     "Placement",
     "changed_partitions",
     "partition_of",
@@ -43,6 +44,10 @@ __all__ = [
     "replica_counts",
     "replicas",
 ]
+
+PLACEMENT_NAME: Final = "cairn-hrw-blake2b-v1"
+"""The name of this placement function, sent with the cluster map: a client that does
+not know it must not compute replicas itself (docs/protocol.md)."""
 
 _KEY_PERSON: Final = b"cairn.partition"
 """BLAKE2b personalization of the key hash: a different hash than any other in cairn."""

@@ -244,6 +244,18 @@ class Engine:
     def list_buckets(self) -> list[str]:
         return sorted(self._buckets)
 
+    def bucket_created_ms(self, name: str) -> int:
+        """When the bucket was created (ms since the epoch).
+
+        Raises:
+            BucketNotFound: no such bucket.
+        """
+        info = self._buckets.get(name)
+        if info is None:
+            raise BucketNotFound(f"bucket {name!r} does not exist")
+        created = info.get("created_ms", 0)
+        return created if isinstance(created, int) else 0
+
     def has_bucket(self, name: str) -> bool:
         return name in self._buckets
 
@@ -503,6 +515,9 @@ class Engine:
             ) -> ObjectReader:
         """A reader over the object's bytes ``[start, end)`` (default: all of them).
 
+        An ``end`` past the object's size is clamped to it; a ``start`` past the
+        (clamped) end is refused. An empty range is valid.
+
         Raises:
             NotFound: no such object, or it is deleted.
             InvalidArgument: the range is outside the object.
@@ -523,8 +538,8 @@ class Engine:
             )
         size = entry.value_len
         lo = 0 if start is None else start
-        hi = size if end is None else end
-        if lo < 0 or hi < lo or hi > size or (lo > 0 and lo >= size):
+        hi = size if end is None else min(end, size)  # an end past the size is clamped
+        if lo < 0 or lo > hi:
             raise InvalidArgument(
                 f"range [{start}, {end}) is outside the object of {size} bytes"
             )

@@ -1,0 +1,383 @@
+"""The gRPC services of a node: ObjectService and AdminService.
+
+Handlers only translate: validate the message, call the coordinator with plain values,
+turn the answer back into a message. Errors are cairn errors, mapped to a status in
+``errors.py``; anything else is a bug, logged with its traceback and answered INTERNAL.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import grpc
+
+from cairn.cluster.placement import PLACEMENT_NAME
+from cairn.errors import (
+    CairnError,
+    IntegrityError,
+    InternalError,
+    InvalidArgument,
+    ResourceExhausted,
+)
+from cairn.node.coordinator import Coordinator
+from cairn.node.storage import Engine
+from cairn.node.storage import format as fmt
+from cairn.v1 import admin_pb2, common_pb2, object_pb2
+
+from . import wire
+from .config import NodeConfig
+from .errors import abort
+from .logs import request_id
+from .metrics import Metrics
+
+log = logging.getLogger("cairn.server")
+
+LIST_LIMIT_MAX: Final = 1000
+SOFTWARE_VERSION: Final = "0.1.0"
+
+R = TypeVar("R")
+
+
+class _Context:
+    """What every handler needs besides its request."""
+
+    def __init__(self, config: NodeConfig, coordinator: Coordinator, metrics: Metrics) -> None:
+        self.config = config
+        self.coordinator = coordinator
+        self.metrics = metrics
+
+    def response_header(self) -> common_pb2.ResponseHeader:
+        return common_pb2.ResponseHeader(
+            epoch=self.coordinator.cluster_map.epoch,
+            clock=wire.version_to_pb(self.coordinator.clock.now()),
+            node_id=self.config.node_id,
+        )
+
+    def observe(self, header: common_pb2.RequestHeader) -> None:
+        request_id.set(header.request_id or uuid.uuid4().hex)
+        if header.HasField("clock"):
+            self.coordinator.observe(wire.version_from_pb(header.clock))
+
+
+def _finish(ctx: _Context, method: str, started: float, code: str) -> None:
+    ctx.metrics.requests.labels(method, code).inc()
+    ctx.metrics.latency.labels(method).observe(time.perf_counter() - started)
+
+
+def unary(method: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
+          ) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]:
+    """Wrap a unary (or client-streaming) handler: malformed input, errors, metrics."""
+
+    @functools.wraps(method)
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            wire.check_malformed(request)
+            return await method(self, request, context)
+        except CairnError as exc:
+            code = exc.code
+            await abort(context, exc)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            code = "INTERNAL"
+            log.exception("handler %s failed", method.__name__)
+            await abort(context, InternalError(f"internal error in {method.__name__}: {exc}"))
+        finally:
+            _finish(self.ctx, method.__name__, started, code)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return handler
+
+
+def streaming(method: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[R]]
+              ) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[R]]:
+    """Like ``unary`` for handlers that stream their response."""
+
+    @functools.wraps(method)
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext
+                      ) -> AsyncIterator[R]:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            wire.check_malformed(request)
+            async for item in method(self, request, context):
+                yield item
+        except CairnError as exc:
+            code = exc.code
+            await abort(context, exc)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            code = "INTERNAL"
+            log.exception("handler %s failed", method.__name__)
+            await abort(context, InternalError(f"internal error in {method.__name__}: {exc}"))
+        finally:
+            _finish(self.ctx, method.__name__, started, code)
+
+    return handler
+
+
+class ObjectService:
+    """cairn.v1.ObjectService (docs/protocol.md)."""
+
+    def __init__(self, ctx: _Context) -> None:
+        self.ctx = ctx
+
+    @property
+    def _coord(self) -> Coordinator:
+        return self.ctx.coordinator
+
+    # ------------------------------------------------------------------ buckets
+
+    @unary
+    async def CreateBucket(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        name = wire.bucket_name(request.bucket)
+        await self._coord.create_bucket(name)
+        created = self._coord.engine.engine.bucket_created_ms(name)
+        return object_pb2.CreateBucketResponse(
+            header=self.ctx.response_header(),
+            info=object_pb2.BucketInfo(name=name.encode(), created_ms=created),
+        )
+
+    @unary
+    async def DeleteBucket(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        await self._coord.delete_bucket(wire.bucket_name(request.bucket))
+        return object_pb2.DeleteBucketResponse(header=self.ctx.response_header())
+
+    @unary
+    async def ListBuckets(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        engine = self._coord.engine.engine
+        return object_pb2.ListBucketsResponse(
+            header=self.ctx.response_header(),
+            buckets=[object_pb2.BucketInfo(name=n.encode(), created_ms=engine.bucket_created_ms(n))
+                     for n in self._coord.list_buckets()],
+        )
+
+    # ------------------------------------------------------------------ writes
+
+    def _put_target(self, header: Any) -> tuple[str, bytes, str, dict[str, str]]:
+        self.ctx.observe(header.request)
+        bucket = wire.bucket_name(header.bucket)
+        key = wire.object_key(header.key, self.ctx.config.max_key_bytes)
+        codec = wire.codec_name(header.codec)
+        meta = wire.metadata(header.metadata, self.ctx.config.max_metadata_bytes)
+        if header.HasField("size") and header.size > self.ctx.config.max_object_bytes:
+            raise ResourceExhausted(
+                f"object of {header.size} bytes is over the limit of "
+                f"{self.ctx.config.max_object_bytes}"
+            )
+        return bucket, key, codec, meta
+
+    @unary
+    async def PutSmall(self, request: Any, context: Any) -> Any:
+        if not request.HasField("header"):
+            raise InvalidArgument("PutSmall needs a header")
+        bucket, key, codec, meta = self._put_target(request.header)
+        value = request.value
+        if len(value) > self.ctx.config.small_object_bytes:
+            raise ResourceExhausted(
+                f"PutSmall carries at most {self.ctx.config.small_object_bytes} bytes; "
+                "use the Put stream"
+            )
+        if request.header.HasField("size") and request.header.size != len(value):
+            raise InvalidArgument(
+                f"header announced {request.header.size} bytes but the value has {len(value)}"
+            )
+        self.ctx.metrics.bytes_in.inc(len(value))
+        info = await self._coord.put(bucket, key, value, codec=codec, metadata=meta,
+                                     checksum=request.checksum)
+        return object_pb2.PutResponse(header=self.ctx.response_header(),
+                                      info=wire.info_to_pb(info))
+
+    @unary
+    async def Put(self, request_iterator: Any, context: Any) -> Any:
+        stream = request_iterator.__aiter__()
+        first = await anext(stream, None)
+        if first is None:
+            raise InvalidArgument("empty Put stream: the first message must carry a PutHeader")
+        wire.check_malformed(first)
+        if not first.HasField("header"):
+            raise InvalidArgument("the first message of a Put stream must carry a PutHeader")
+        header = first.header
+        bucket, key, codec, meta = self._put_target(header)
+        limit = self.ctx.config.max_object_bytes
+        metrics = self.ctx.metrics
+
+        async def chunks() -> AsyncIterator[bytes]:
+            message: Any = first
+            received, crc, end = 0, 0, None
+            while message is not None:
+                wire.check_malformed(message)
+                if message is not first and message.HasField("header"):
+                    raise InvalidArgument("a Put stream carries one PutHeader, in its first "
+                                          "message")
+                if end is not None:
+                    raise InvalidArgument("a message came after PutEnd; nothing was stored")
+                if message.chunk:
+                    received += len(message.chunk)
+                    if received > limit:
+                        raise ResourceExhausted(f"object is over the limit of {limit} bytes")
+                    crc = fmt.crc32c(message.chunk, crc)
+                    metrics.bytes_in.inc(len(message.chunk))
+                    yield message.chunk
+                if message.HasField("end"):
+                    end = message.end
+                message = await anext(stream, None)
+            if end is None:
+                raise InvalidArgument("the upload ended without PutEnd (cut off); nothing "
+                                      "was stored")
+            if end.size != received:
+                raise InvalidArgument(f"PutEnd says {end.size} bytes but {received} arrived")
+            if header.HasField("size") and header.size != received:
+                raise InvalidArgument(
+                    f"header announced {header.size} bytes but {received} arrived")
+            if end.checksum != crc:
+                raise IntegrityError(
+                    f"checksum mismatch: the bytes received have CRC32C {crc:#010x}, the "
+                    f"client sent {end.checksum:#010x}; nothing was stored")
+
+        size = header.size if header.HasField("size") else None
+        info = await self._coord.put_stream(bucket, key, chunks(), codec=codec, metadata=meta,
+                                            size=size, checksum=None)
+        return object_pb2.PutResponse(header=self.ctx.response_header(),
+                                      info=wire.info_to_pb(info))
+
+    @unary
+    async def Delete(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        bucket = wire.bucket_name(request.bucket)
+        key = wire.object_key(request.key, self.ctx.config.max_key_bytes)
+        version = await self._coord.delete(bucket, key)
+        return object_pb2.DeleteResponse(header=self.ctx.response_header(),
+                                         version=wire.version_to_pb(version))
+
+    # ------------------------------------------------------------------ reads
+
+    def _read_target(self, request: Any) -> tuple[str, bytes]:
+        self.ctx.observe(request.header)
+        return (wire.bucket_name(request.bucket),
+                wire.object_key(request.key, self.ctx.config.max_key_bytes))
+
+    @unary
+    async def Head(self, request: Any, context: Any) -> Any:
+        bucket, key = self._read_target(request)
+        info = await self._coord.head(bucket, key)
+        return object_pb2.HeadResponse(header=self.ctx.response_header(),
+                                       info=wire.info_to_pb(info))
+
+    @unary
+    async def GetSmall(self, request: Any, context: Any) -> Any:
+        bucket, key = self._read_target(request)
+        limit = self.ctx.config.small_object_bytes
+        max_bytes = min(request.max_bytes or limit, limit)
+        info, value = await self._coord.read_small(bucket, key, max_bytes)
+        if value is None:
+            return object_pb2.GetSmallResponse(header=self.ctx.response_header(),
+                                               info=wire.info_to_pb(info), too_large=True)
+        self.ctx.metrics.bytes_out.inc(len(value))
+        return object_pb2.GetSmallResponse(header=self.ctx.response_header(),
+                                           info=wire.info_to_pb(info), value=value)
+
+    @streaming
+    async def Get(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        bucket, key = self._read_target(request)
+        start = request.range_start if request.HasField("range_start") else None
+        end = request.range_end if request.HasField("range_end") else None
+        read = await self._coord.read(bucket, key, start, end)
+        header = object_pb2.GetHeader(response=self.ctx.response_header(),
+                                      info=wire.info_to_pb(read.info),
+                                      range_start=read.start, range_end=read.end)
+        crc = 0
+        pending: bytes | None = None
+        first = True
+        async for chunk in read.chunks:
+            if pending is not None:
+                yield object_pb2.GetResponse(header=header if first else None, chunk=pending)
+                first = False
+            crc = fmt.crc32c(chunk, crc)
+            self.ctx.metrics.bytes_out.inc(len(chunk))
+            pending = chunk
+        # The last message carries the end (and, for one-chunk objects, the header too).
+        yield object_pb2.GetResponse(header=header if first else None, chunk=pending or b"",
+                                     end=object_pb2.GetEnd(checksum=crc))
+
+    @unary
+    async def List(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        bucket = wire.bucket_name(request.bucket)
+        prefix = request.prefix
+        after = request.start_after
+        if request.page_token:
+            after = max(after, wire.parse_page_token(request.page_token, bucket, prefix))
+        limit = min(request.limit or LIST_LIMIT_MAX, LIST_LIMIT_MAX)
+        found = await self._coord.list(bucket, prefix=prefix, start_after=after,
+                                       limit=limit + 1, include_deleted=request.include_deleted)
+        page = found[:limit]
+        token = b""
+        if len(found) > limit:
+            token = wire.page_token(bucket, prefix, page[-1].key)
+        return object_pb2.ListResponse(header=self.ctx.response_header(),
+                                       objects=[wire.info_to_pb(i) for i in page],
+                                       next_page_token=token)
+
+
+class AdminService:
+    """cairn.v1.AdminService: status and the cluster map."""
+
+    def __init__(self, ctx: _Context, engine: Engine, started: float,
+                 pending_hints: Callable[[], int] = lambda: 0) -> None:
+        self.ctx = ctx
+        self.engine = engine
+        self.started = started
+        self.pending_hints = pending_hints
+
+    @unary
+    async def Status(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        disks = [
+            admin_pb2.DiskStatus(
+                path=d.path, disk_id=d.disk_id, state=d.state, error=d.error,
+                used_bytes=d.used_bytes, free_bytes=d.free_bytes, object_count=d.objects,
+                segment_count=d.segments, live_bytes=d.live_bytes, dead_bytes=d.dead_bytes,
+            )
+            for d in self.engine.status()
+        ]
+        config = self.ctx.config
+        status = admin_pb2.NodeStatus(
+            node_id=config.node_id, address=config.listen, software_version=SOFTWARE_VERSION,
+            uptime_s=time.monotonic() - self.started,
+            epoch=self.ctx.coordinator.cluster_map.epoch, disks=disks,
+            object_count=sum(d.objects for d in self.engine.status()),
+            pending_hints=self.pending_hints(), zone=config.zone,
+            counters={"integrity_errors": sum(d.integrity_errors for d in
+                                              self.engine.status())},
+        )
+        return admin_pb2.StatusResponse(header=self.ctx.response_header(), status=status)
+
+    @unary
+    async def GetClusterMap(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        m = self.ctx.coordinator.cluster_map
+        return admin_pb2.GetClusterMapResponse(
+            header=self.ctx.response_header(),
+            map=admin_pb2.ClusterMap(
+                epoch=m.epoch, replicas_n=m.replicas_n, write_quorum=m.write_quorum,
+                read_quorum=m.read_quorum, partitions=m.partitions, placement=PLACEMENT_NAME,
+                nodes=[admin_pb2.NodeInfo(id=n.id, address=n.address, zone=n.zone,
+                                          weight=n.weight) for n in m.nodes],
+            ),
+        )
+
+
+def make_context(config: NodeConfig, coordinator: Coordinator, metrics: Metrics) -> _Context:
+    return _Context(config, coordinator, metrics)
