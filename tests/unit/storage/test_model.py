@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import tempfile
 
@@ -17,7 +18,15 @@ from cairn.types import Version
 pytestmark = pytest.mark.unit
 
 KEYS = st.sampled_from([b"a", b"ab", b"b", b"ba", b"c/1", b"c/2", "\u00e9".encode(), b"zz"])
-VALUES = st.one_of(st.binary(max_size=200), st.binary(min_size=70_000, max_size=140_000))
+
+
+def _big(low: int, high: int) -> st.SearchStrategy[bytes]:
+    """Large values from a seed: cheap for hypothesis to generate and shrink."""
+    return st.builds(lambda seed, n: random.Random(seed).randbytes(n),
+                     st.integers(0, 2**32), st.integers(low, high))
+
+
+VALUES = st.one_of(st.binary(max_size=200), _big(70_000, 140_000))
 VERSIONS = st.integers(min_value=1, max_value=40)
 
 
@@ -51,7 +60,7 @@ class EngineModel(RuleBasedStateMachine):
         if applied:
             self.model[key] = (version, value)
 
-    @rule(key=KEYS, value=st.binary(min_size=100_001, max_size=250_000), version=VERSIONS,
+    @rule(key=KEYS, value=_big(100_001, 250_000), version=VERSIONS,
           chunk=st.integers(1000, 90_000))
     def put_stream(self, key, value, version, chunk):
         applied = self._expect_applied(key, version)
