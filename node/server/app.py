@@ -63,9 +63,9 @@ def _generic_handler(service_descriptor: Any, servicer: Any) -> grpc.GenericRpcH
     return grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers)
 
 
-def _load_map(config: NodeConfig) -> ClusterMap:
+def _load_map(config: NodeConfig, address: str) -> ClusterMap:
     if config.cluster_map is None:
-        return ClusterMap(epoch=1, nodes=(NodeInfo(NodeId(config.node_id), config.listen,
+        return ClusterMap(epoch=1, nodes=(NodeInfo(NodeId(config.node_id), address,
                                                    config.zone),),
                           replicas_n=1, write_quorum=1, read_quorum=1)
     try:
@@ -104,19 +104,22 @@ class Node:
             CairnError: the config or the disks do not allow the node to run.
         """
         config = self.config
-        cluster_map = _load_map(config)
-        self.engine = await asyncio.to_thread(Engine(config.engine_config()).open)
-        self.aengine = AsyncEngine(self.engine, max_workers=config.executor_threads)
-        clock = HybridClock(NodeId(config.node_id))
-        coordinator = Coordinator(self.aengine, clock, cluster_map)
-        metrics = Metrics(self.engine)
-        ctx = make_context(config, coordinator, metrics)
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_concurrent_streams", config.max_concurrent_streams),
             ("grpc.so_reuseport", 0),
         ])
+        self.port = server.add_insecure_port(config.listen)
+        if not self.port:
+            raise InvalidArgument(f"cannot listen on {config.listen}")
+        cluster_map = _load_map(config, self.address)
+        self.engine = await asyncio.to_thread(Engine(config.engine_config()).open)
+        self.aengine = AsyncEngine(self.engine, max_workers=config.executor_threads)
+        clock = HybridClock(NodeId(config.node_id))
+        coordinator = Coordinator(self.aengine, clock, cluster_map)
+        metrics = Metrics(self.engine)
+        ctx = make_context(config, coordinator, metrics)
         server.add_generic_rpc_handlers((
             _generic_handler(object_pb2.DESCRIPTOR.services_by_name["ObjectService"],
                              ObjectService(ctx)),
@@ -124,9 +127,6 @@ class Node:
                              AdminService(ctx, self.engine, self.started)),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        self.port = server.add_insecure_port(config.listen)
-        if not self.port:
-            raise InvalidArgument(f"cannot listen on {config.listen}")
         await server.start()
         self.server = server
         if config.metrics_listen:

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
-from cairn.cluster.clustermap import parse_address
 from cairn.errors import InvalidArgument
 from cairn.node.storage.config import SYNC_MODES, EngineConfig
 
@@ -87,10 +86,9 @@ class NodeConfig:
             value = getattr(self, name)
             if value is None:
                 continue
-            try:
-                parse_address(value)
-            except InvalidArgument as exc:
-                problems.append(f"{name}: {exc}")
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                problems.append(f"{name}: {value!r} is not host:port (port 0 picks one)")
         if not self.data:
             problems.append("data: at least one data directory is needed")
         if self.log_level not in ("debug", "info", "warning", "error"):
