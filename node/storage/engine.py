@@ -526,12 +526,28 @@ class Engine:
             BucketNotFound, DiskUnavailable.
         """
         okey = self._check_names(bucket, key)
-        found = self._newest(okey)
-        if found is None or found[1].tombstone:
-            raise NotFound(f"object {bucket}/{key.decode('utf-8', 'replace')} not found")
-        disk, entry = found
+        for _attempt in range(3):
+            found = self._newest(okey)
+            if found is None or found[1].tombstone:
+                raise NotFound(f"object {bucket}/{key.decode('utf-8', 'replace')} not found")
+            disk, entry = found
+            if entry.inline is not None or entry.damaged:
+                fd = None
+                break
+            try:
+                fd = disk.acquire_segment(entry.segment_id)
+                break
+            except FileNotFoundError:
+                # Compaction may have moved the record and dropped the file between the
+                # lookup and here: look again. If the index still points there, the
+                # file is really gone and the reader reports the copy damaged.
+                if self._newest(okey) == found:
+                    fd = None
+                    break
         info = info_from_entry(okey, entry)
         if entry.damaged:
+            if fd is not None:
+                disk.release_segment(entry.segment_id, fd)
             raise IntegrityError(
                 f"object {bucket}/{key!r} version {entry.version} is damaged on {disk.path} "
                 "and awaits repair", bucket=bucket, key=key, disk=disk.path,
@@ -540,10 +556,12 @@ class Engine:
         lo = 0 if start is None else start
         hi = size if end is None else min(end, size)  # an end past the size is clamped
         if lo < 0 or lo > hi:
+            if fd is not None:
+                disk.release_segment(entry.segment_id, fd)
             raise InvalidArgument(
                 f"range [{start}, {end}) is outside the object of {size} bytes"
             )
-        return ObjectReader(disk, okey, entry, info, lo, hi, self.config.read_chunk_bytes)
+        return ObjectReader(disk, okey, entry, info, lo, hi, self.config.read_chunk_bytes, fd)
 
     def list(
         self,

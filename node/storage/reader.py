@@ -82,7 +82,10 @@ class ObjectReader:
         start: int,
         end: int,
         chunk_bytes: int,
+        fd: int | None = None,
     ) -> None:
+        """``fd``, if given, is a segment reference already taken for ``entry``; the
+        reader releases it."""
         self.info = info
         self.start = start
         self.end = end
@@ -90,7 +93,7 @@ class ObjectReader:
         self._okey = okey
         self._entry = entry
         self._chunk_bytes = chunk_bytes
-        self._fd: int | None = None
+        self._fd: int | None = fd
 
     @property
     def length(self) -> int:
@@ -158,7 +161,8 @@ class ObjectReader:
 
     def _from_segment(self) -> Iterator[bytes]:
         entry = self._entry
-        self._fd = self._disk.acquire_segment(entry.segment_id)
+        if self._fd is None:
+            self._fd = self._disk.acquire_segment(entry.segment_id)
         fs = self._disk.fs
         if entry.record_len <= WHOLE_RECORD_READ_BYTES:
             record = fs.pread(self._fd, entry.record_len, entry.offset)
