@@ -188,3 +188,37 @@ class ListPartitionResponse(_message.Message):
     header: _common_pb2.ResponseHeader
     objects: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectInfo]
     def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., objects: _Optional[_Iterable[_Union[_common_pb2.ObjectInfo, _Mapping]]] = ...) -> None: ...
+
+class ReplicaListRequest(_message.Message):
+    __slots__ = ("header", "bucket", "prefix", "start_after", "limit")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.RequestHeader
+    bucket: bytes
+    prefix: bytes
+    start_after: bytes
+    limit: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., bucket: _Optional[bytes] = ..., prefix: _Optional[bytes] = ..., start_after: _Optional[bytes] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ReplicaBucketRequest(_message.Message):
+    __slots__ = ("header", "bucket", "delete", "created_ms")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.RequestHeader
+    bucket: bytes
+    delete: bool
+    created_ms: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., bucket: _Optional[bytes] = ..., delete: _Optional[bool] = ..., created_ms: _Optional[int] = ...) -> None: ...
+
+class ReplicaBucketResponse(_message.Message):
+    __slots__ = ("header", "existed")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.ResponseHeader
+    existed: bool
+    def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., existed: _Optional[bool] = ...) -> None: ...

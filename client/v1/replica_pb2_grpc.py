@@ -66,6 +66,16 @@ class ReplicaServiceStub:
                 request_serializer=cairn_dot_v1_dot_replica__pb2.ListPartitionRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_replica__pb2.ListPartitionResponse.FromString,
                 _registered_method=True)
+        self.ReplicaList = channel.unary_unary(
+                '/cairn.v1.ReplicaService/ReplicaList',
+                request_serializer=cairn_dot_v1_dot_replica__pb2.ReplicaListRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_object__pb2.ListResponse.FromString,
+                _registered_method=True)
+        self.ReplicaBucket = channel.unary_unary(
+                '/cairn.v1.ReplicaService/ReplicaBucket',
+                request_serializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.FromString,
+                _registered_method=True)
 
 
 class ReplicaServiceServicer:
@@ -122,6 +132,21 @@ class ReplicaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplicaList(self, request, context):
+        """This node's own listing of a bucket (no fan-out): newest local versions in
+        key order, tombstones included, for the coordinator's merged listing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplicaBucket(self, request, context):
+        """Create or delete a bucket on this node only (the coordinator fans out).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +179,16 @@ def add_ReplicaServiceServicer_to_server(servicer, server):
                     servicer.ListPartition,
                     request_deserializer=cairn_dot_v1_dot_replica__pb2.ListPartitionRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_replica__pb2.ListPartitionResponse.SerializeToString,
+            ),
+            'ReplicaList': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicaList,
+                    request_deserializer=cairn_dot_v1_dot_replica__pb2.ReplicaListRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_object__pb2.ListResponse.SerializeToString,
+            ),
+            'ReplicaBucket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicaBucket,
+                    request_deserializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -319,6 +354,60 @@ class ReplicaService:
             '/cairn.v1.ReplicaService/ListPartition',
             cairn_dot_v1_dot_replica__pb2.ListPartitionRequest.SerializeToString,
             cairn_dot_v1_dot_replica__pb2.ListPartitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicaList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ReplicaService/ReplicaList',
+            cairn_dot_v1_dot_replica__pb2.ReplicaListRequest.SerializeToString,
+            cairn_dot_v1_dot_object__pb2.ListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicaBucket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ReplicaService/ReplicaBucket',
+            cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.SerializeToString,
+            cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.FromString,
             options,
             channel_credentials,
             insecure,
