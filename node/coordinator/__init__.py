@@ -9,6 +9,8 @@ Entry point: ``Coordinator``.
 
 from __future__ import annotations
 
-from .coordinator import Coordinator, ReadResult
+from .coordinator import Coordinator, CoordinatorConfig, ListPage, ReadResult
+from .peers import Peers, RemoteRead, ReplicaAck, ReplicaWrite
 
-__all__ = ["Coordinator", "ReadResult"]
+__all__ = ["Coordinator", "CoordinatorConfig", "ListPage", "Peers", "ReadResult", "RemoteRead",
+           "ReplicaAck", "ReplicaWrite"]

@@ -1,21 +1,70 @@
-"""The coordinator of requests that reach this node (one node for now: N=1)."""
+"""The coordinator of requests that reach this node: quorum writes and reads.
+
+Writes: stamp a hybrid-clock version, send the write to every replica of the key's
+partition in parallel (this node's engine directly, the others through ``Peers``), and
+answer after W replicas acknowledged it durably. A replica that holds a newer version
+says so; the coordinator moves its clock past it and writes again, so a write that
+starts after another finished at quorum always wins, whatever the wall clocks say.
+Replicas that could not be reached get a durable hint, replayed when they answer again.
+
+Reads: ask the replicas for their newest version, take the newest of the first R
+answers, stream its bytes from one replica that has it (this node first), and push
+that version to the replicas that answered with an older one (read repair).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
 
 from cairn.cluster.clustermap import ClusterMap
+from cairn.cluster.health import HealthView
 from cairn.cluster.hlc import HybridClock
-from cairn.cluster.placement import partition_of
-from cairn.errors import NotFound
+from cairn.cluster.ids import NodeId
+from cairn.cluster.placement import partition_of, replicas
+from cairn.errors import (
+    BucketNotFound,
+    CairnError,
+    DataLoss,
+    FailedPrecondition,
+    IntegrityError,
+    InternalError,
+    NotFound,
+    Unavailable,
+)
+from cairn.node.storage import format as fmt
 from cairn.node.storage.aio import AsyncEngine
+from cairn.node.storage.hints import Hint, HintStore
 from cairn.node.storage.reader import ObjectInfo
 from cairn.types import Version
 
-__all__ = ["Coordinator", "ReadResult"]
+from .peers import Peers, ReplicaAck, ReplicaWrite
 
-MAX_STALE_RETRIES = 3
+__all__ = ["Coordinator", "CoordinatorConfig", "ListPage", "ReadResult"]
+
+log = logging.getLogger("cairn.coordinator")
+
+MAX_STALE_RETRIES: Final = 5
+STREAM_QUEUE_DEPTH: Final = 4
+HINT_BATCH: Final = 256
+REPAIR_CONCURRENCY: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    """Attributes:
+    replica_timeout_s: deadline of one call to another node (seconds, default 5).
+    small_object_bytes: values up to this size travel whole on the replication stream.
+    read_repair: push the newest version to stale replicas seen by a read.
+    """
+
+    replica_timeout_s: float = 5.0
+    small_object_bytes: int = 1024 * 1024
+    read_repair: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,112 +77,761 @@ class ReadResult:
     chunks: AsyncIterator[bytes]
 
 
-class Coordinator:
-    """Versioned object operations for requests that reach this node."""
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a merged listing; ``resume_after`` is set when more may follow."""
 
-    def __init__(self, engine: AsyncEngine, clock: HybridClock, cluster_map: ClusterMap
-                 ) -> None:
+    objects: list[ObjectInfo]
+    resume_after: bytes | None
+
+
+@dataclass
+class _Tally:
+    acks: list[NodeId] = field(default_factory=list)
+    failures: dict[NodeId, CairnError] = field(default_factory=dict)
+    newer: Version | None = None
+
+
+def _describe(failures: Mapping[NodeId, BaseException]) -> str:
+    return "; ".join(f"node {n}: {e}" for n, e in sorted(failures.items()))
+
+
+class Coordinator:
+    """Versioned, replicated object operations for requests that reach this node."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: HybridClock,
+        cluster_map: ClusterMap,
+        node_id: NodeId,
+        peers: Peers | None = None,
+        hints: HintStore | None = None,
+        health: HealthView | None = None,
+        config: CoordinatorConfig | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.cluster_map = cluster_map
+        self.node_id = node_id
+        self.peers = peers
+        self.hints = hints
+        self.health = health or HealthView()
+        self.config = config or CoordinatorConfig()
+        self._background: set[asyncio.Task[object]] = set()
+        self._repairs = asyncio.Semaphore(REPAIR_CONCURRENCY)
+        self.stats = {"read_repairs": 0, "hints_replayed": 0, "hints_written": 0}
+
+    # ------------------------------------------------------------------ placement
 
     def partition(self, bucket: str, key: bytes) -> int:
         return int(partition_of(bucket, key, self.cluster_map.partitions))
+
+    def placement(self, bucket: str, key: bytes) -> tuple[int, tuple[NodeId, ...]]:
+        partition = self.partition(bucket, key)
+        return partition, replicas(self.cluster_map, partition)
 
     def observe(self, remote: Version | None) -> None:
         """Advance the clock past a stamp seen in a message (every message carries one)."""
         if remote is not None and remote.physical_ms:
             self.clock.update(remote)
 
-    async def _version_for(self, bucket: str, key: bytes) -> Version:
-        """A new stamp, strictly newer than what this node already stores for the key.
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-        Clocks lie: a stored version from a node whose clock ran ahead must not make a
-        later write lose (DESIGN, "The cluster").
-        """
-        version = self.clock.now()
-        try:
-            stored = await self.engine.head(bucket, key, include_deleted=True)
-        except NotFound:
-            return version
-        if stored.version >= version:
-            version = self.clock.advance_past(stored.version)
-        return version
+    async def drain(self) -> None:
+        """Wait for background replication, repairs and hint writes (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    # ------------------------------------------------------------------ writes
-
-    async def put(self, bucket: str, key: bytes, value: bytes, *, codec: str,
-                  metadata: Mapping[str, str], checksum: int | None) -> ObjectInfo:
-        """Store a whole value as a new version.
-
-        Raises:
-            InvalidArgument, BucketNotFound, IntegrityError, DiskUnavailable, ...
-        """
-        partition = self.partition(bucket, key)
-        version = await self._version_for(bucket, key)
-        for _ in range(MAX_STALE_RETRIES):
-            result = await self.engine.put(bucket, key, value, version=version,
-                                           partition=partition, codec=codec,
-                                           metadata=metadata, checksum=checksum)
-            if result.applied:
-                return result.info
-            version = self.clock.advance_past(result.info.version)
-        return result.info  # pragma: no cover - a clock racing ahead three times
-
-    async def put_stream(self, bucket: str, key: bytes, chunks: AsyncIterator[bytes], *,
-                         codec: str, metadata: Mapping[str, str], size: int | None,
-                         checksum: int | None) -> ObjectInfo:
-        """Store a streamed value as a new version (memory bounded)."""
-        partition = self.partition(bucket, key)
-        version = await self._version_for(bucket, key)
-        result = await self.engine.put_stream(bucket, key, chunks, version=version,
-                                              partition=partition, codec=codec,
-                                              metadata=metadata, size=size, checksum=checksum)
-        return result.info
-
-    async def delete(self, bucket: str, key: bytes) -> Version:
-        """Write a tombstone; returns its version."""
-        partition = self.partition(bucket, key)
-        version = await self._version_for(bucket, key)
-        for _ in range(MAX_STALE_RETRIES):
-            result = await self.engine.delete(bucket, key, version=version, partition=partition)
-            if result.applied:
-                return result.info.version
-            version = self.clock.advance_past(result.info.version)
-        return result.info.version  # pragma: no cover
-
-    # ------------------------------------------------------------------ reads
-
-    async def head(self, bucket: str, key: bytes) -> ObjectInfo:
-        return await self.engine.head(bucket, key)
-
-    async def read(self, bucket: str, key: bytes, start: int | None, end: int | None
-                   ) -> ReadResult:
-        """Open a verified read of ``[start, end)``."""
-        reader = await self.engine.get(bucket, key, start=start, end=end)
-        return ReadResult(reader.info, reader.start, reader.end, self.engine.chunks(reader))
-
-    async def read_small(self, bucket: str, key: bytes, max_bytes: int
-                         ) -> tuple[ObjectInfo, bytes | None]:
-        """The whole value if it is at most ``max_bytes``, else only the info."""
-        reader = await self.engine.get(bucket, key)
-        if reader.info.size > max_bytes:
-            reader.close()
-            return reader.info, None
-        return reader.info, await self.engine.read_all(reader)
-
-    async def list(self, bucket: str, *, prefix: bytes, start_after: bytes, limit: int,
-                   include_deleted: bool) -> list[ObjectInfo]:
-        return await self.engine.list(bucket, prefix=prefix, start_after=start_after,
-                                      limit=limit, include_deleted=include_deleted)
+    def _quorum(self, consistency: str, kind: str, n: int) -> int:
+        return min(self.cluster_map.quorum_for(consistency, kind), n)
 
     # ------------------------------------------------------------------ buckets
 
+    async def ensure_bucket(self, bucket: str) -> None:
+        """Raises BucketNotFound unless the bucket exists here or on another node (then
+        it is created here too: this node missed the creation while it was down)."""
+        if self.engine.engine.has_bucket(bucket):
+            return
+        if self.peers is not None:
+            for node in self.cluster_map.node_ids:
+                if node == self.node_id:
+                    continue
+                try:
+                    await self.peers.list(node, bucket, b"", b"", 0,
+                                          self.config.replica_timeout_s)
+                except CairnError:
+                    continue
+                await self._create_local_bucket(bucket)
+                return
+        raise BucketNotFound(f"bucket {bucket!r} does not exist")
+
+    async def _create_local_bucket(self, bucket: str) -> bool:
+        try:
+            await self.engine.create_bucket(bucket)
+            return False
+        except CairnError as exc:
+            if exc.code == "ALREADY_EXISTS":
+                return True
+            raise
+
     async def create_bucket(self, name: str) -> None:
+        """Create the bucket on every node that answers (a majority at least).
+
+        Raises:
+            AlreadyExists: the bucket existed on this node.
+            Unavailable: fewer than a majority of nodes answered.
+        """
         await self.engine.create_bucket(name)
+        others = [n for n in self.cluster_map.node_ids if n != self.node_id]
+        if not others or self.peers is None:
+            return
+        peers = self.peers
+        results = await asyncio.gather(
+            *(peers.bucket(n, name, False, 0, self.config.replica_timeout_s) for n in others),
+            return_exceptions=True,
+        )
+        answered = 1 + sum(1 for r in results if not isinstance(r, BaseException))
+        if answered * 2 <= len(self.cluster_map.node_ids):
+            raise Unavailable(f"bucket {name!r} was created on only {answered} of "
+                              f"{len(self.cluster_map.node_ids)} nodes; it will spread as "
+                              "objects are written")
 
     async def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket everywhere; every node must answer.
+
+        Raises:
+            BucketNotFound, FailedPrecondition (not empty), Unavailable.
+        """
+        await self.ensure_bucket(name)
+        page = await self.list(name, prefix=b"", start_after=b"", limit=1,
+                               include_deleted=False, consistency="all")
+        if page.objects:
+            raise FailedPrecondition(f"bucket {name!r} is not empty")
+        others = [n for n in self.cluster_map.node_ids if n != self.node_id]
+        if others and self.peers is not None:
+            peers = self.peers
+            results = await asyncio.gather(
+                *(peers.bucket(n, name, True, 0, self.config.replica_timeout_s)
+                  for n in others), return_exceptions=True)
+            failed = {n: r for n, r in zip(others, results, strict=True)
+                      if isinstance(r, BaseException)}
+            if failed:
+                raise Unavailable(f"bucket {name!r} could not be deleted everywhere: "
+                                  f"{_describe(failed)}")
         await self.engine.delete_bucket(name)
 
     def list_buckets(self) -> list[str]:
         return self.engine.engine.list_buckets()
+
+    # ------------------------------------------------------------------ local replica ops
+
+    async def _local_write(self, w: ReplicaWrite, value: bytes | None,
+                           chunks: AsyncIterator[bytes] | None = None) -> ReplicaAck:
+        if w.deleted:
+            result = await self.engine.delete(w.bucket, w.key, version=w.version,
+                                              partition=w.partition)
+        elif chunks is not None:
+            # Size and checksum of a stream are checked by whoever frames it (the
+            # service against PutEnd, the replica service against its PutEnd).
+            result = await self.engine.put_stream(
+                w.bucket, w.key, chunks, version=w.version, partition=w.partition,
+                codec=w.codec, metadata=w.metadata)
+        else:
+            assert value is not None
+            result = await self.engine.put(
+                w.bucket, w.key, value, version=w.version, partition=w.partition,
+                codec=w.codec, metadata=w.metadata, checksum=w.checksum)
+        return _ack_of(result.applied, result.info.version, w.version)
+
+    async def apply_replica_write(self, w: ReplicaWrite, value: bytes | None,
+                                  chunks: AsyncIterator[bytes] | None = None) -> ReplicaAck:
+        """A write sent by another node's coordinator: apply it here (creating the bucket
+        if this node missed its creation)."""
+        try:
+            return await self._local_write(w, value, chunks)
+        except BucketNotFound:
+            await self._create_local_bucket(w.bucket)
+            return await self._local_write(w, value, chunks)
+
+    async def _local_head(self, bucket: str, key: bytes) -> ObjectInfo | None:
+        try:
+            return await self.engine.head(bucket, key, include_deleted=True)
+        except NotFound:
+            return None
+
+    # ------------------------------------------------------------------ fan-out
+
+    def _start(self, targets: tuple[NodeId, ...],
+               op: Callable[[NodeId], Awaitable[ReplicaAck]]
+               ) -> dict[asyncio.Task[ReplicaAck], NodeId]:
+        return {asyncio.ensure_future(op(n)): n for n in targets}
+
+    async def _fan_out(self, targets: tuple[NodeId, ...], need: int,
+                       op: Callable[[NodeId], Awaitable[ReplicaAck]],
+                       on_late_failure: Callable[[NodeId, BaseException], None]) -> _Tally:
+        """Run ``op`` on every target; see ``_collect``."""
+        return await self._collect(self._start(targets, op), need, on_late_failure)
+
+    async def _collect(self, tasks: dict[asyncio.Task[ReplicaAck], NodeId], need: int,
+                       on_late_failure: Callable[[NodeId, BaseException], None]) -> _Tally:
+        """Return once ``need`` targets acknowledged, a newer version was reported, or
+        the quorum became impossible. Calls still running go on in the background;
+        their failures reach ``on_late_failure``."""
+        targets = tuple(tasks.values())
+        tally = _Tally()
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                node = tasks[task]
+                exc = task.exception()
+                if exc is not None:
+                    tally.failures[node] = _as_cairn(exc)
+                    self._note_failure(node, exc)
+                    continue
+                ack = task.result()
+                if ack.applied:
+                    tally.acks.append(node)
+                elif ack.current is not None:
+                    tally.newer = max(tally.newer or ack.current, ack.current)
+            if len(tally.acks) >= need or tally.newer is not None:
+                break
+            if len(tally.failures) > len(targets) - need:
+                break
+        for task in pending:
+            node = tasks[task]
+
+            def late(t: asyncio.Task[ReplicaAck], node: NodeId = node) -> None:
+                if t.cancelled():
+                    on_late_failure(node, asyncio.CancelledError())
+                elif t.exception() is not None:
+                    self._note_failure(node, t.exception())  # type: ignore[arg-type]
+                    on_late_failure(node, t.exception())  # type: ignore[arg-type]
+
+            task.add_done_callback(late)
+            self._background.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._background.discard)  # type: ignore[arg-type]
+        return tally
+
+    def _note_failure(self, node: NodeId, exc: BaseException) -> None:
+        if isinstance(exc, Unavailable) and node != self.node_id:
+            self.health.record_failure(node)
+
+    def _target_op(self, w: ReplicaWrite, value: bytes | None
+                   ) -> Callable[[NodeId], Awaitable[ReplicaAck]]:
+        async def op(node: NodeId) -> ReplicaAck:
+            if node == self.node_id:
+                return await self._local_write(w, value)
+            assert self.peers is not None
+            return await self.peers.write(node, w, value or b"", self.config.replica_timeout_s)
+
+        return op
+
+    def _hint_later(self, w: ReplicaWrite) -> Callable[[NodeId, BaseException], None]:
+        def hint(node: NodeId, exc: BaseException) -> None:
+            if node != self.node_id:
+                self._spawn(self._write_hints(w, [node]))
+
+        return hint
+
+    async def _write_hints(self, w: ReplicaWrite, nodes: list[NodeId]) -> None:
+        if self.hints is None or not nodes:
+            return
+        hints = [Hint(int(n), w.bucket, w.key, w.version, w.deleted, w.partition)
+                 for n in nodes if n != self.node_id]
+        if not hints:
+            return
+        await asyncio.to_thread(self.hints.add, hints)
+        self.stats["hints_written"] += len(hints)
+
+    async def _replicate(self, bucket: str, key: bytes, consistency: str,
+                         make: Callable[[Version, int], ReplicaWrite], value: bytes | None
+                         ) -> ReplicaWrite:
+        """Write to the key's replicas until W acknowledged; retry past newer versions."""
+        partition, targets = self.placement(bucket, key)
+        need = self._quorum(consistency, "write", len(targets))
+        version = self.clock.now()
+        for _attempt in range(MAX_STALE_RETRIES):
+            w = make(version, partition)
+            tally = await self._fan_out(targets, need, self._target_op(w, value),
+                                        self._hint_later(w))
+            await self._write_hints(w, [n for n in tally.failures if n != self.node_id])
+            if len(tally.acks) >= need:
+                return w
+            if tally.newer is not None:
+                version = self.clock.advance_past(tally.newer)
+                continue
+            self._raise_quorum(tally, need, len(targets), "write")
+        raise Unavailable("the write kept losing to newer versions; try again")
+
+    @staticmethod
+    def _raise_quorum(tally: _Tally, need: int, total: int, kind: str) -> None:
+        for err in tally.failures.values():
+            if not err.retryable:
+                raise err  # e.g. BucketNotFound, InvalidArgument: not a quorum problem
+        raise Unavailable(
+            f"{kind} reached {len(tally.acks)} of {total} replicas, {need} needed: "
+            f"{_describe(tally.failures)}",
+            outcomes={int(n): e.code for n, e in tally.failures.items()},
+        )
+
+    # ------------------------------------------------------------------ writes
+
+    async def put(self, bucket: str, key: bytes, value: bytes, *, codec: str,
+                  metadata: Mapping[str, str], checksum: int | None,
+                  consistency: str = "quorum") -> ObjectInfo:
+        """Store a whole value as a new version on W replicas.
+
+        Raises:
+            IntegrityError: ``checksum`` does not match ``value``.
+            BucketNotFound, InvalidArgument, Unavailable (fewer than W replicas).
+        """
+        actual = fmt.crc32c(value)
+        if checksum is not None and checksum != actual:
+            raise IntegrityError(
+                f"checksum mismatch: the bytes received have CRC32C {actual:#010x}, the "
+                f"client sent {checksum:#010x}; nothing was stored")
+        await self.ensure_bucket(bucket)
+
+        def make(version: Version, partition: int) -> ReplicaWrite:
+            return ReplicaWrite(bucket, key, version, partition, False, codec, metadata,
+                                len(value), actual)
+
+        w = await self._replicate(bucket, key, consistency, make, value)
+        return _info_of(w)
+
+    async def delete(self, bucket: str, key: bytes, consistency: str = "quorum") -> Version:
+        """Write a tombstone on W replicas; returns its version."""
+        await self.ensure_bucket(bucket)
+
+        def make(version: Version, partition: int) -> ReplicaWrite:
+            return ReplicaWrite(bucket, key, version, partition, deleted=True)
+
+        w = await self._replicate(bucket, key, consistency, make, None)
+        return w.version
+
+    async def put_stream(self, bucket: str, key: bytes, chunks: AsyncIterator[bytes], *,
+                         codec: str, metadata: Mapping[str, str], size: int | None,
+                         checksum: int | None, consistency: str = "quorum") -> ObjectInfo:
+        """Stream a value to all replicas at once (memory bounded by a few chunks each).
+
+        The stream cannot be sent twice, so the version is chosen after asking the
+        replicas what they hold.
+
+        Raises:
+            as ``put``; an error raised by ``chunks`` aborts every replica's copy.
+        """
+        await self.ensure_bucket(bucket)
+        partition, targets = self.placement(bucket, key)
+        need = self._quorum(consistency, "write", len(targets))
+        version = self.clock.now()
+        for _node, info in await self._gather_heads(bucket, key, targets, 1):
+            if info is not None and info.version >= version:
+                version = self.clock.advance_past(info.version)
+        box = {"size": 0, "crc": 0}
+        w = ReplicaWrite(bucket, key, version, partition, False, codec, metadata, size or 0,
+                         checksum or 0)
+        queues: dict[NodeId, asyncio.Queue[object]] = {
+            n: asyncio.Queue(maxsize=STREAM_QUEUE_DEPTH) for n in targets}
+        end = object()
+
+        async def source(node: NodeId) -> AsyncIterator[bytes]:
+            q = queues[node]
+            while True:
+                item = await q.get()
+                if item is end:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, bytes)
+                yield item
+
+        tasks: dict[NodeId, asyncio.Task[ReplicaAck]] = {}
+
+        async def op(node: NodeId) -> ReplicaAck:
+            if node == self.node_id:
+                return await self._local_write(w, None, source(node))
+            assert self.peers is not None
+            return await self.peers.write_stream(node, w, source(node),
+                                                 self.config.replica_timeout_s)
+
+        async def feed() -> None:
+            async for chunk in chunks:
+                box["size"] += len(chunk)
+                box["crc"] = fmt.crc32c(chunk, box["crc"])
+                await self._offer(queues, tasks, chunk)
+            await self._offer(queues, tasks, end)
+
+        started = self._start(targets, op)
+        tasks.update({node: task for task, node in started.items()})
+        fan = asyncio.ensure_future(self._collect(started, need, self._hint_later(w)))
+        try:
+            await feed()
+        except BaseException as exc:
+            for q in queues.values():
+                _force_put(q, exc if isinstance(exc, Exception) else Unavailable("cancelled"))
+            fan.add_done_callback(_swallow)
+            raise
+        tally = await fan
+        await self._write_hints(w, [n for n in tally.failures if n != self.node_id])
+        if len(tally.acks) < need:
+            if tally.newer is not None:
+                raise Unavailable("a newer version of the object was written concurrently; "
+                                  "this upload lost to it")
+            self._raise_quorum(tally, need, len(targets), "write")
+        return _info_of(ReplicaWrite(bucket, key, version, partition, False, codec, metadata,
+                                     box["size"], box["crc"]))
+
+    @staticmethod
+    async def _offer(queues: dict[NodeId, asyncio.Queue[object]],
+                     tasks: dict[NodeId, asyncio.Task[ReplicaAck]], item: object) -> None:
+        """Put ``item`` on every live target's queue, waiting for the slowest (bounded
+        memory), but never for a target whose write already ended."""
+        for node, q in queues.items():
+            delay = 0.0002
+            while True:
+                try:
+                    q.put_nowait(item)
+                    break
+                except asyncio.QueueFull:
+                    task = tasks.get(node)
+                    if task is not None and task.done():
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.002)
+
+    # ------------------------------------------------------------------ reads
+
+    async def _gather_heads(self, bucket: str, key: bytes, targets: tuple[NodeId, ...],
+                            need: int) -> list[tuple[NodeId, ObjectInfo | None]]:
+        """Ask replicas for their newest version; return once ``need`` answered.
+
+        Raises:
+            Unavailable: fewer than ``need`` replicas answered.
+        """
+        async def ask(node: NodeId) -> ObjectInfo | None:
+            if node == self.node_id:
+                return await self._local_head(bucket, key)
+            assert self.peers is not None
+            return await self.peers.head(node, bucket, key, self.config.replica_timeout_s)
+
+        tasks = {asyncio.ensure_future(ask(n)): n for n in targets}
+        answers: list[tuple[NodeId, ObjectInfo | None]] = []
+        failures: dict[NodeId, CairnError] = {}
+        pending = set(tasks)
+        while pending and len(answers) < need:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                node = tasks[task]
+                if task.exception() is not None:
+                    failures[node] = _as_cairn(task.exception())  # type: ignore[arg-type]
+                    self._note_failure(node, task.exception())  # type: ignore[arg-type]
+                else:
+                    answers.append((node, task.result()))
+            if len(failures) > len(targets) - need:
+                break
+        for task in pending:
+            task.add_done_callback(_swallow)
+        if len(answers) < need:
+            for err in failures.values():
+                if not err.retryable and not isinstance(err, IntegrityError):
+                    raise err
+            raise Unavailable(
+                f"read reached {len(answers)} of {len(targets)} replicas, {need} needed: "
+                f"{_describe(failures)}",
+                outcomes={int(n): e.code for n, e in failures.items()},
+            )
+        return answers
+
+    async def _newest(self, bucket: str, key: bytes, consistency: str
+                      ) -> tuple[ObjectInfo, list[NodeId]]:
+        """The newest version among R replicas and the replicas holding it; stale ones
+        are repaired in the background.
+
+        Raises:
+            NotFound: no replica has it, or the newest is a tombstone.
+        """
+        await self.ensure_bucket(bucket)
+        _partition, targets = self.placement(bucket, key)
+        need = self._quorum(consistency, "read", len(targets))
+        answers = await self._gather_heads(bucket, key, targets, need)
+        found = [info for _n, info in answers if info is not None]
+        if not found:
+            raise NotFound(f"object {bucket}/{key.decode('utf-8', 'replace')} not found")
+        newest = max(found, key=lambda i: i.version)
+        holders = [n for n, info in answers if info is not None and info.version == newest.version]
+        stale = [n for n, info in answers if info is None or info.version < newest.version]
+        if stale and self.config.read_repair:
+            self._spawn(self._repair(newest, holders, stale))
+        if newest.deleted:
+            raise NotFound(f"object {bucket}/{key.decode('utf-8', 'replace')} not found")
+        holders.sort(key=lambda n: n != self.node_id)  # this node first
+        return newest, holders
+
+    async def head(self, bucket: str, key: bytes, consistency: str = "quorum") -> ObjectInfo:
+        info, _holders = await self._newest(bucket, key, consistency)
+        return info
+
+    async def read(self, bucket: str, key: bytes, start: int | None, end: int | None,
+                   consistency: str = "quorum") -> ReadResult:
+        """Open a verified read of the newest version's bytes ``[start, end)``."""
+        info, holders = await self._newest(bucket, key, consistency)
+        errors: dict[NodeId, CairnError] = {}
+        for node in holders:
+            try:
+                return await self._open(node, info, start, end)
+            except (IntegrityError, Unavailable) as exc:
+                errors[node] = exc
+        raise _read_failure(info, errors)
+
+    async def _open(self, node: NodeId, info: ObjectInfo, start: int | None, end: int | None
+                    ) -> ReadResult:
+        if node == self.node_id:
+            reader = await self.engine.get(info.bucket, info.key, start=start, end=end)
+            return ReadResult(reader.info, reader.start, reader.end,
+                              self.engine.chunks(reader))
+        assert self.peers is not None
+        remote = await self.peers.read(node, info.bucket, info.key, info.version, start, end,
+                                       self.config.replica_timeout_s)
+        return ReadResult(remote.info, remote.start, remote.end, remote.chunks)
+
+    async def read_small(self, bucket: str, key: bytes, max_bytes: int,
+                         consistency: str = "quorum") -> tuple[ObjectInfo, bytes | None]:
+        """The whole value if it is at most ``max_bytes``, else only the info."""
+        info, holders = await self._newest(bucket, key, consistency)
+        if info.size > max_bytes:
+            return info, None
+        errors: dict[NodeId, CairnError] = {}
+        for node in holders:
+            try:
+                result = await self._open(node, info, None, None)
+                data = b"".join([c async for c in result.chunks])
+                if fmt.crc32c(data) != result.info.checksum:
+                    raise IntegrityError(f"value from node {node} failed its checksum")
+                return result.info, data
+            except (IntegrityError, Unavailable) as exc:
+                errors[node] = exc
+        raise _read_failure(info, errors)
+
+    # ------------------------------------------------------------------ repair
+
+    async def _repair(self, newest: ObjectInfo, holders: list[NodeId], stale: list[NodeId]
+                      ) -> None:
+        async with self._repairs:
+            for node in stale:
+                try:
+                    if await self.push(node, newest.bucket, newest.key, newest, holders):
+                        self.stats["read_repairs"] += 1
+                except CairnError as exc:
+                    log.info("read repair of %s/%r on node %s failed: %s", newest.bucket,
+                             newest.key, node, exc)
+
+    async def push(self, node: NodeId, bucket: str, key: bytes, info: ObjectInfo | None = None,
+                   holders: list[NodeId] | None = None) -> bool:
+        """Send the newest copy this node can find of (bucket, key) to ``node``.
+
+        Returns True once ``node`` holds that version (or a newer one).
+        """
+        if info is None:
+            info = await self._local_head(bucket, key)
+            holders = [self.node_id]
+            if info is None:
+                return False
+        w = ReplicaWrite(bucket, key, info.version, info.partition, info.deleted, info.codec,
+                         info.metadata, info.size, info.checksum)
+        if node == self.node_id:
+            send: Callable[..., Awaitable[ReplicaAck]] = self._local_write_any
+        else:
+            assert self.peers is not None
+            send = self._peer_write_any
+        if info.deleted:
+            await send(node, w, b"", None)
+            return True
+        for source in holders or [self.node_id]:
+            if source == node:
+                continue
+            try:
+                result = await self._open(source, info, None, None)
+            except CairnError:
+                continue
+            if result.info.version != info.version:
+                continue
+            if info.size <= self.config.small_object_bytes:
+                data = b"".join([c async for c in result.chunks])
+                await send(node, w, data, None)
+            else:
+                await send(node, w, None, result.chunks)
+            return True
+        return False
+
+    async def _local_write_any(self, node: NodeId, w: ReplicaWrite, value: bytes | None,
+                               chunks: AsyncIterator[bytes] | None) -> ReplicaAck:
+        return await self.apply_replica_write(w, value, chunks)
+
+    async def _peer_write_any(self, node: NodeId, w: ReplicaWrite, value: bytes | None,
+                              chunks: AsyncIterator[bytes] | None) -> ReplicaAck:
+        assert self.peers is not None
+        if chunks is not None:
+            return await self.peers.write_stream(node, w, chunks, self.config.replica_timeout_s)
+        return await self.peers.write(node, w, value or b"", self.config.replica_timeout_s)
+
+    async def replay_hints(self) -> int:
+        """Deliver pending hints to nodes that are up; returns how many were delivered."""
+        if self.hints is None:
+            return 0
+        delivered = 0
+        for target in list((await asyncio.to_thread(self.hints.targets)).keys()):
+            node = NodeId(target)
+            if not self.health.is_up(node) or node not in self.cluster_map.node_ids:
+                continue
+            batch = await asyncio.to_thread(self.hints.pending, target, HINT_BATCH)
+            for hint in batch:
+                try:
+                    done = await self.push(node, hint.bucket, hint.key)
+                except CairnError as exc:
+                    log.info("hint replay to node %s stopped: %s", node, exc)
+                    break
+                if done or await self._local_head(hint.bucket, hint.key) is None:
+                    await asyncio.to_thread(self.hints.remove, hint)
+                    delivered += 1
+        self.stats["hints_replayed"] += delivered
+        return delivered
+
+    async def probe_peers(self) -> None:
+        """Update the health view by asking every other node's health service."""
+        if self.peers is None:
+            return
+        peers = self.peers
+        others = [n for n in self.cluster_map.node_ids if n != self.node_id]
+        results = await asyncio.gather(*(peers.ping(n, 1.0) for n in others),
+                                       return_exceptions=True)
+        for node, ok in zip(others, results, strict=True):
+            if ok is True:
+                self.health.record_success(node)
+            else:
+                self.health.record_failure(node)
+
+    # ------------------------------------------------------------------ listing
+
+    async def list(self, bucket: str, *, prefix: bytes, start_after: bytes, limit: int,
+                   include_deleted: bool, consistency: str = "quorum") -> ListPage:
+        """Merge the sorted listings of the nodes: newest version per key wins.
+
+        Raises:
+            Unavailable: some partition has fewer than R replicas among the nodes that
+                answered.
+        """
+        await self.ensure_bucket(bucket)
+        nodes = list(self.cluster_map.node_ids)
+        fetch = limit + 1
+
+        async def one(node: NodeId) -> list[ObjectInfo]:
+            if node == self.node_id:
+                return await self.engine.list(bucket, prefix=prefix, start_after=start_after,
+                                              limit=fetch, include_deleted=True)
+            assert self.peers is not None
+            return await self.peers.list(node, bucket, prefix, start_after, fetch,
+                                         self.config.replica_timeout_s)
+
+        results = await asyncio.gather(*(one(n) for n in nodes), return_exceptions=True)
+        answered = {n: r for n, r in zip(nodes, results, strict=True)
+                    if not isinstance(r, BaseException)}
+        failed = {n: r for n, r in zip(nodes, results, strict=True)
+                  if isinstance(r, BaseException)}
+        for err in failed.values():
+            if isinstance(err, CairnError) and not err.retryable:
+                raise err
+        self._check_coverage(set(answered), consistency, failed)
+        bound: bytes | None = None
+        for items in answered.values():
+            if len(items) >= fetch:
+                last = items[-1].key
+                bound = last if bound is None else min(bound, last)
+        newest: dict[bytes, ObjectInfo] = {}
+        for items in answered.values():
+            for info in items:
+                if bound is not None and info.key > bound:
+                    break
+                seen = newest.get(info.key)
+                if seen is None or info.version > seen.version:
+                    newest[info.key] = info
+        out: list[ObjectInfo] = []
+        resume: bytes | None = None
+        for k in sorted(newest):
+            info = newest[k]
+            if info.deleted and not include_deleted:
+                continue
+            if len(out) == limit:
+                resume = out[-1].key
+                break
+            out.append(info)
+        if resume is None and bound is not None:
+            resume = out[-1].key if out and out[-1].key >= bound else bound
+        return ListPage(out, resume)
+
+    def _check_coverage(self, answered: set[NodeId], consistency: str,
+                        failed: Mapping[NodeId, BaseException]) -> None:
+        if not failed:
+            return
+        m = self.cluster_map
+        need = min(m.quorum_for(consistency, "read"), m.replicas_n)
+        for partition in range(m.partitions):
+            have = sum(1 for n in replicas(m, partition) if n in answered)
+            if have < need:
+                raise Unavailable(
+                    f"listing needs {need} replicas of every partition; partition {partition} "
+                    f"has {have} among the {len(answered)} nodes that answered: "
+                    f"{_describe(failed)}")
+
+
+def _ack_of(applied: bool, stored: Version, sent: Version) -> ReplicaAck:
+    if applied or stored == sent:
+        return ReplicaAck(True)
+    if stored > sent:
+        return ReplicaAck(False, stored)
+    return ReplicaAck(False)  # pragma: no cover - a stale write always leaves newer data
+
+
+def _info_of(w: ReplicaWrite) -> ObjectInfo:
+    return ObjectInfo(
+        bucket=w.bucket, key=w.key, version=w.version, size=w.size, checksum=w.checksum,
+        codec=w.codec, metadata=MappingProxyType(dict(w.metadata or {})),
+        partition=w.partition, deleted=w.deleted, stored_ms=w.version.physical_ms,
+    )
+
+
+def _as_cairn(exc: BaseException) -> CairnError:
+    if isinstance(exc, CairnError):
+        return exc
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return Unavailable(f"timed out: {exc}")
+    if isinstance(exc, asyncio.CancelledError):
+        return Unavailable("cancelled")
+    log.error("unexpected error from a replica call", exc_info=exc)
+    return InternalError(f"unexpected error: {exc!r}")
+
+
+def _read_failure(info: ObjectInfo, errors: Mapping[NodeId, CairnError]) -> CairnError:
+    if errors and all(isinstance(e, IntegrityError) for e in errors.values()):
+        return DataLoss(f"every copy of {info.bucket}/{info.key!r} version {info.version} "
+                        f"that was asked failed its checksum: {_describe(errors)}")
+    return Unavailable(f"no replica could serve {info.bucket}/{info.key!r}: "
+                       f"{_describe(errors)}")
+
+
+def _force_put(q: asyncio.Queue[object], item: object) -> None:
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except asyncio.QueueFull:
+            q.get_nowait()
+
+
+def _swallow(task: asyncio.Task[object]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,17 +23,22 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cairn.cluster.clustermap import ClusterMap, NodeInfo
-from cairn.cluster.hlc import HybridClock
+from cairn.cluster.health import HealthView
+from cairn.cluster.hlc import HybridClock, OffsetClock
 from cairn.cluster.ids import NodeId
 from cairn.errors import CairnError, InvalidArgument
 from cairn.node.coordinator import Coordinator
+from cairn.node.coordinator.coordinator import CoordinatorConfig
 from cairn.node.storage import Engine
 from cairn.node.storage.aio import AsyncEngine
-from cairn.v1 import admin_pb2, object_pb2
+from cairn.node.storage.hints import HintStore
+from cairn.v1 import admin_pb2, object_pb2, replica_pb2
 
 from . import logs, wire
 from .config import NodeConfig, load_config
 from .metrics import Metrics
+from .peers import GrpcPeers
+from .replica import ReplicaService
 from .services import AdminService, ObjectService, make_context
 
 log = logging.getLogger("cairn.node")
@@ -40,7 +46,9 @@ log = logging.getLogger("cairn.node")
 # gRPC's default 4 MiB receive limit fits PutSmall (1 MiB) and 1 MiB chunks; headroom
 # for headers and metadata.
 MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
-SERVICE_NAMES: Final = ("", "cairn.v1.ObjectService", "cairn.v1.AdminService")
+SERVICE_NAMES: Final = ("", "cairn.v1.ObjectService", "cairn.v1.AdminService",
+                        "cairn.v1.ReplicaService")
+HINTS_DIR: Final = "hints"
 
 
 def _generic_handler(service_descriptor: Any, servicer: Any) -> grpc.GenericRpcHandler:
@@ -91,6 +99,10 @@ class Node:
         self.health = health.aio.HealthServicer()
         self._metrics_server: Any = None
         self.started = time.monotonic()
+        self.peers: GrpcPeers | None = None
+        self.hints: HintStore | None = None
+        self.coordinator: Coordinator | None = None
+        self._background: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -114,17 +126,42 @@ class Node:
         if not self.port:
             raise InvalidArgument(f"cannot listen on {config.listen}")
         cluster_map = _load_map(config, self.address)
+        node_id = NodeId(config.node_id)
+        for path in config.data:
+            if not os.path.exists(path):
+                # First run: `cairn node --data ./data` just works. (An unmounted disk
+                # leaves its mount point behind, so this does not mask a vanished disk;
+                # the disk's identity marker catches that case.)
+                os.makedirs(path)
+                log.info("created data directory", extra={"path": path})
         self.engine = await asyncio.to_thread(Engine(config.engine_config()).open)
         self.aengine = AsyncEngine(self.engine, max_workers=config.executor_threads)
-        clock = HybridClock(NodeId(config.node_id))
-        coordinator = Coordinator(self.aengine, clock, cluster_map)
-        metrics = Metrics(self.engine)
+        clock = HybridClock(node_id, OffsetClock(config.clock_offset_ms)
+                            if config.clock_offset_ms else None)
+        if len(cluster_map.nodes) > 1:
+            self.hints = await asyncio.to_thread(
+                HintStore, os.path.join(config.data[0], HINTS_DIR))
+            self.peers = GrpcPeers(cluster_map, node_id, clock.now, lambda: cluster_map.epoch)
+        coordinator = Coordinator(
+            self.aengine, clock, cluster_map, node_id, self.peers, self.hints,
+            HealthView(), CoordinatorConfig(replica_timeout_s=config.replica_timeout_s,
+                                            small_object_bytes=config.small_object_bytes))
+        self.coordinator = coordinator
+        hints = self.hints
+        metrics = Metrics(self.engine, lambda: {
+            "pending_hints": float(len(hints) if hints else 0),
+            "read_repairs_total": float(coordinator.stats["read_repairs"]),
+            "hints_replayed_total": float(coordinator.stats["hints_replayed"]),
+        })
         ctx = make_context(config, coordinator, metrics)
         server.add_generic_rpc_handlers((
             _generic_handler(object_pb2.DESCRIPTOR.services_by_name["ObjectService"],
                              ObjectService(ctx)),
             _generic_handler(admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
-                             AdminService(ctx, self.engine, self.started)),
+                             AdminService(ctx, self.engine, self.started,
+                                          lambda: len(hints) if hints else 0)),
+            _generic_handler(replica_pb2.DESCRIPTOR.services_by_name["ReplicaService"],
+                             ReplicaService(ctx)),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await server.start()
@@ -137,14 +174,34 @@ class Node:
                                                         registry=metrics.registry)
         for name in SERVICE_NAMES:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.peers is not None:
+            self._background = asyncio.ensure_future(self._background_loop())
         log.info("listening", extra={"address": self.address, "node_id": config.node_id,
                                      "disks": list(config.data), "epoch": cluster_map.epoch})
+
+    async def _background_loop(self) -> None:
+        """Probe the other nodes and replay hints to those that answer."""
+        assert self.coordinator is not None
+        while True:
+            try:
+                await self.coordinator.probe_peers()
+                await self.coordinator.replay_hints()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background round failed")
+            await asyncio.sleep(self.config.background_interval_s)
 
     async def stop(self) -> None:
         """Stop in the reverse order of start; collects and logs every cleanup error."""
         errors: list[BaseException] = []
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(BaseException):
+                await self._background
+            self._background = None
         if self.server is not None:
             try:
                 await self.server.stop(self.config.shutdown_grace_s)
@@ -154,12 +211,24 @@ class Node:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server = None
+        if self.coordinator is not None:
+            try:
+                await asyncio.wait_for(self.coordinator.drain(), self.config.shutdown_grace_s)
+            except Exception as exc:
+                errors.append(exc)
+        if self.peers is not None:
+            with contextlib.suppress(Exception):
+                await self.peers.close()
+            self.peers = None
         if self.aengine is not None:
             try:
                 await asyncio.to_thread(self.aengine.close)
             except Exception as exc:
                 errors.append(exc)
             self.aengine = self.engine = None
+        if self.hints is not None:
+            self.hints.close()
+            self.hints = None
         for exc in errors:
             log.error("error while stopping: %s", exc)
         log.info("stopped")

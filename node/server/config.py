@@ -44,6 +44,11 @@ class NodeConfig:
             default 1 MiB).
         max_concurrent_streams: HTTP/2 streams per connection (default 256).
         executor_threads: threads of the engine adapter (default 8).
+        replica_timeout_s: deadline of one call to another node (seconds, default 5).
+        background_interval_s: how often peers are probed and hints replayed (seconds,
+            default 1).
+        clock_offset_ms: added to this node's wall clock. For tests and chaos runs that
+            skew a node's clock on purpose; leave 0 in production (default 0).
         engine: the storage engine's settings (the ``[engine]`` table, see
             ``EngineConfig``); ``disks`` comes from ``data``.
     """
@@ -62,6 +67,9 @@ class NodeConfig:
     small_object_bytes: int = MiB
     max_concurrent_streams: int = 256
     executor_threads: int = 8
+    replica_timeout_s: float = 5.0
+    background_interval_s: float = 1.0
+    clock_offset_ms: int = 0
     engine: Mapping[str, Any] = field(default_factory=dict)
 
     def engine_config(self) -> EngineConfig:
@@ -107,6 +115,10 @@ class NodeConfig:
             problems.append("max_concurrent_streams: must be 1..65536")
         if not 1 <= self.executor_threads <= 256:
             problems.append("executor_threads: must be 1..256")
+        if not 0.05 <= self.replica_timeout_s <= 600:
+            problems.append("replica_timeout_s: must be 0.05..600")
+        if not 0.01 <= self.background_interval_s <= 3600:
+            problems.append("background_interval_s: must be 0.01..3600")
         if problems:
             raise InvalidArgument("invalid node config: " + "; ".join(problems))
         self.engine_config()

@@ -38,6 +38,12 @@ from .metrics import Metrics
 log = logging.getLogger("cairn.server")
 
 LIST_LIMIT_MAX: Final = 1000
+CONSISTENCY: Final = {
+    common_pb2.CONSISTENCY_DEFAULT: "quorum",
+    common_pb2.CONSISTENCY_ONE: "one",
+    common_pb2.CONSISTENCY_QUORUM: "quorum",
+    common_pb2.CONSISTENCY_ALL: "all",
+}
 SOFTWARE_VERSION: Final = "0.1.0"
 
 R = TypeVar("R")
@@ -58,10 +64,12 @@ class _Context:
             node_id=self.config.node_id,
         )
 
-    def observe(self, header: common_pb2.RequestHeader) -> None:
+    def observe(self, header: common_pb2.RequestHeader) -> str:
+        """Note the request id and clock of a request; return its consistency level."""
         request_id.set(header.request_id or uuid.uuid4().hex)
         if header.HasField("clock"):
             self.coordinator.observe(wire.version_from_pb(header.clock))
+        return CONSISTENCY.get(header.consistency, "quorum")
 
 
 def _finish(ctx: _Context, method: str, started: float, code: str) -> None:
@@ -138,7 +146,7 @@ class ObjectService:
 
     @unary
     async def CreateBucket(self, request: Any, context: Any) -> Any:
-        self.ctx.observe(request.header)
+        self.ctx.observe(request.header)  # buckets are created on every node
         name = wire.bucket_name(request.bucket)
         await self._coord.create_bucket(name)
         created = self._coord.engine.engine.bucket_created_ms(name)
@@ -165,8 +173,8 @@ class ObjectService:
 
     # ------------------------------------------------------------------ writes
 
-    def _put_target(self, header: Any) -> tuple[str, bytes, str, dict[str, str]]:
-        self.ctx.observe(header.request)
+    def _put_target(self, header: Any) -> tuple[str, bytes, str, dict[str, str], str]:
+        consistency = self.ctx.observe(header.request)
         bucket = wire.bucket_name(header.bucket)
         key = wire.object_key(header.key, self.ctx.config.max_key_bytes)
         codec = wire.codec_name(header.codec)
@@ -176,13 +184,13 @@ class ObjectService:
                 f"object of {header.size} bytes is over the limit of "
                 f"{self.ctx.config.max_object_bytes}"
             )
-        return bucket, key, codec, meta
+        return bucket, key, codec, meta, consistency
 
     @unary
     async def PutSmall(self, request: Any, context: Any) -> Any:
         if not request.HasField("header"):
             raise InvalidArgument("PutSmall needs a header")
-        bucket, key, codec, meta = self._put_target(request.header)
+        bucket, key, codec, meta, consistency = self._put_target(request.header)
         value = request.value
         if len(value) > self.ctx.config.small_object_bytes:
             raise ResourceExhausted(
@@ -195,7 +203,7 @@ class ObjectService:
             )
         self.ctx.metrics.bytes_in.inc(len(value))
         info = await self._coord.put(bucket, key, value, codec=codec, metadata=meta,
-                                     checksum=request.checksum)
+                                     checksum=request.checksum, consistency=consistency)
         return object_pb2.PutResponse(header=self.ctx.response_header(),
                                       info=wire.info_to_pb(info))
 
@@ -209,7 +217,7 @@ class ObjectService:
         if not first.HasField("header"):
             raise InvalidArgument("the first message of a Put stream must carry a PutHeader")
         header = first.header
-        bucket, key, codec, meta = self._put_target(header)
+        bucket, key, codec, meta, consistency = self._put_target(header)
         limit = self.ctx.config.max_object_bytes
         metrics = self.ctx.metrics
 
@@ -248,39 +256,39 @@ class ObjectService:
 
         size = header.size if header.HasField("size") else None
         info = await self._coord.put_stream(bucket, key, chunks(), codec=codec, metadata=meta,
-                                            size=size, checksum=None)
+                                            size=size, checksum=None, consistency=consistency)
         return object_pb2.PutResponse(header=self.ctx.response_header(),
                                       info=wire.info_to_pb(info))
 
     @unary
     async def Delete(self, request: Any, context: Any) -> Any:
-        self.ctx.observe(request.header)
+        consistency = self.ctx.observe(request.header)
         bucket = wire.bucket_name(request.bucket)
         key = wire.object_key(request.key, self.ctx.config.max_key_bytes)
-        version = await self._coord.delete(bucket, key)
+        version = await self._coord.delete(bucket, key, consistency)
         return object_pb2.DeleteResponse(header=self.ctx.response_header(),
                                          version=wire.version_to_pb(version))
 
     # ------------------------------------------------------------------ reads
 
-    def _read_target(self, request: Any) -> tuple[str, bytes]:
-        self.ctx.observe(request.header)
+    def _read_target(self, request: Any) -> tuple[str, bytes, str]:
+        consistency = self.ctx.observe(request.header)
         return (wire.bucket_name(request.bucket),
-                wire.object_key(request.key, self.ctx.config.max_key_bytes))
+                wire.object_key(request.key, self.ctx.config.max_key_bytes), consistency)
 
     @unary
     async def Head(self, request: Any, context: Any) -> Any:
-        bucket, key = self._read_target(request)
-        info = await self._coord.head(bucket, key)
+        bucket, key, consistency = self._read_target(request)
+        info = await self._coord.head(bucket, key, consistency)
         return object_pb2.HeadResponse(header=self.ctx.response_header(),
                                        info=wire.info_to_pb(info))
 
     @unary
     async def GetSmall(self, request: Any, context: Any) -> Any:
-        bucket, key = self._read_target(request)
+        bucket, key, consistency = self._read_target(request)
         limit = self.ctx.config.small_object_bytes
         max_bytes = min(request.max_bytes or limit, limit)
-        info, value = await self._coord.read_small(bucket, key, max_bytes)
+        info, value = await self._coord.read_small(bucket, key, max_bytes, consistency)
         if value is None:
             return object_pb2.GetSmallResponse(header=self.ctx.response_header(),
                                                info=wire.info_to_pb(info), too_large=True)
@@ -290,10 +298,10 @@ class ObjectService:
 
     @streaming
     async def Get(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        bucket, key = self._read_target(request)
+        bucket, key, consistency = self._read_target(request)
         start = request.range_start if request.HasField("range_start") else None
         end = request.range_end if request.HasField("range_end") else None
-        read = await self._coord.read(bucket, key, start, end)
+        read = await self._coord.read(bucket, key, start, end, consistency)
         header = object_pb2.GetHeader(response=self.ctx.response_header(),
                                       info=wire.info_to_pb(read.info),
                                       range_start=read.start, range_end=read.end)
@@ -313,21 +321,21 @@ class ObjectService:
 
     @unary
     async def List(self, request: Any, context: Any) -> Any:
-        self.ctx.observe(request.header)
+        consistency = self.ctx.observe(request.header)
         bucket = wire.bucket_name(request.bucket)
         prefix = request.prefix
         after = request.start_after
         if request.page_token:
             after = max(after, wire.parse_page_token(request.page_token, bucket, prefix))
         limit = min(request.limit or LIST_LIMIT_MAX, LIST_LIMIT_MAX)
-        found = await self._coord.list(bucket, prefix=prefix, start_after=after,
-                                       limit=limit + 1, include_deleted=request.include_deleted)
-        page = found[:limit]
+        page = await self._coord.list(bucket, prefix=prefix, start_after=after, limit=limit,
+                                      include_deleted=request.include_deleted,
+                                      consistency=consistency)
         token = b""
-        if len(found) > limit:
-            token = wire.page_token(bucket, prefix, page[-1].key)
+        if page.resume_after is not None:
+            token = wire.page_token(bucket, prefix, page.resume_after)
         return object_pb2.ListResponse(header=self.ctx.response_header(),
-                                       objects=[wire.info_to_pb(i) for i in page],
+                                       objects=[wire.info_to_pb(i) for i in page.objects],
                                        next_page_token=token)
 
 

@@ -1,0 +1,233 @@
+"""cairn.v1.ReplicaService: what other nodes' coordinators ask of this node.
+
+Every call here acts on this node's engine only; no call fans out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import grpc
+
+from cairn.errors import CairnError, Conflict, IntegrityError, InvalidArgument, NotFound
+from cairn.node.coordinator.peers import ReplicaWrite
+from cairn.node.storage import format as fmt
+from cairn.v1 import common_pb2, object_pb2, replica_pb2
+
+from . import wire
+from .errors import ERROR_CODE_KEY
+from .services import _Context, streaming, unary
+
+log = logging.getLogger("cairn.replica")
+
+REPLICATE_IN_FLIGHT: Final = 512  # writes applied concurrently per Replicate stream
+LIST_MAX: Final = 10_000
+
+
+def write_from_pb(obj: Any, deleted: bool = False) -> ReplicaWrite:
+    bucket = wire.bucket_name(obj.bucket)
+    if not obj.HasField("version") or obj.version.physical_ms == 0:
+        raise InvalidArgument("a replica write needs a version")
+    if deleted:
+        return ReplicaWrite(bucket, wire.object_key(obj.key, 1024),
+                            wire.version_from_pb(obj.version), obj.partition, deleted=True)
+    return ReplicaWrite(bucket, wire.object_key(obj.key, 1024), wire.version_from_pb(obj.version),
+                        obj.partition, False, wire.codec_name(obj.codec), dict(obj.metadata),
+                        obj.size, obj.checksum)
+
+
+class ReplicaService:
+    """Applies replica writes and answers replica reads on this node's engine."""
+
+    def __init__(self, ctx: _Context) -> None:
+        self.ctx = ctx
+
+    @property
+    def _coord(self) -> Any:
+        return self.ctx.coordinator
+
+    def _ack(self, ack: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"header": self.ctx.response_header(), "applied": ack.applied}
+        if ack.current is not None:
+            out["current"] = wire.version_to_pb(ack.current)
+        return out
+
+    @unary
+    async def ReplicaDelete(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        w = write_from_pb(request.tombstone, deleted=True)
+        ack = await self._coord.apply_replica_write(w, None)
+        return replica_pb2.ReplicaDeleteResponse(**self._ack(ack))
+
+    @unary
+    async def ReplicaPut(self, request_iterator: Any, context: Any) -> Any:
+        stream = request_iterator.__aiter__()
+        first = await anext(stream, None)
+        if first is None or isinstance(first, wire.Malformed) or not first.HasField("header"):
+            raise InvalidArgument("a ReplicaPut stream starts with its header")
+        self.ctx.observe(first.header.request)
+        w = write_from_pb(first.header.object)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            received, crc, end = 0, 0, None
+            async for message in stream:
+                wire.check_malformed(message)
+                if end is not None:
+                    raise InvalidArgument("a message came after PutEnd")
+                part = message.WhichOneof("part")
+                if part == "chunk":
+                    received += len(message.chunk)
+                    crc = fmt.crc32c(message.chunk, crc)
+                    yield message.chunk
+                elif part == "end":
+                    end = message.end
+                else:
+                    raise InvalidArgument("a second ReplicaPut header")
+            if end is None:
+                raise InvalidArgument("the replica upload ended without PutEnd")
+            if end.size != received or end.checksum != crc:
+                raise IntegrityError("replica upload does not match its size and checksum")
+
+        ack = await self._coord.apply_replica_write(w, None, chunks())
+        return replica_pb2.ReplicaPutResponse(**self._ack(ack))
+
+    async def Replicate(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        """Many small writes on one long-lived stream, applied concurrently (so they
+        share group commits) and answered by ``seq`` in completion order."""
+        out: asyncio.Queue[Any] = asyncio.Queue()
+        slots = asyncio.Semaphore(REPLICATE_IN_FLIGHT)
+        tasks: set[asyncio.Task[None]] = set()
+        done = object()
+
+        async def apply(message: Any) -> None:
+            try:
+                self.ctx.observe(message.header)
+                op = message.WhichOneof("op")
+                if op == "put":
+                    w = write_from_pb(message.put.object)
+                    ack = await self._coord.apply_replica_write(w, message.put.value)
+                elif op == "delete":
+                    w = write_from_pb(message.delete, deleted=True)
+                    ack = await self._coord.apply_replica_write(w, None)
+                else:
+                    raise InvalidArgument("a Replicate message carries a put or a delete")
+                reply = replica_pb2.ReplicateResponse(seq=message.seq, **self._ack(ack))
+            except CairnError as exc:
+                reply = replica_pb2.ReplicateResponse(
+                    seq=message.seq, header=self.ctx.response_header(),
+                    error=common_pb2.Error(code=exc.code, message=str(exc)))
+            except Exception as exc:  # a bug: answer it, keep the stream
+                log.exception("replicate op failed")
+                reply = replica_pb2.ReplicateResponse(
+                    seq=message.seq, header=self.ctx.response_header(),
+                    error=common_pb2.Error(code="INTERNAL", message=repr(exc)))
+            finally:
+                slots.release()
+            await out.put(reply)
+
+        async def read_requests() -> None:
+            try:
+                async for message in request_iterator:
+                    if isinstance(message, wire.Malformed):
+                        continue
+                    await slots.acquire()
+                    task = asyncio.ensure_future(apply(message))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                while tasks:
+                    await asyncio.gather(*list(tasks), return_exceptions=True)
+            finally:
+                await out.put(done)
+
+        reader = asyncio.ensure_future(read_requests())
+        try:
+            while True:
+                item = await out.get()
+                if item is done:
+                    return
+                yield item
+        finally:
+            reader.cancel()
+
+    @unary
+    async def ReplicaHead(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        bucket = wire.bucket_name(request.bucket)
+        key = wire.object_key(request.key, 1024)
+        try:
+            info = await self._coord.engine.head(bucket, key, include_deleted=True)
+        except NotFound:
+            return replica_pb2.ReplicaHeadResponse(header=self.ctx.response_header(),
+                                                   found=False)
+        return replica_pb2.ReplicaHeadResponse(header=self.ctx.response_header(), found=True,
+                                               info=wire.info_to_pb(info))
+
+    @streaming
+    async def ReplicaGet(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        self.ctx.observe(request.header)
+        bucket = wire.bucket_name(request.bucket)
+        key = wire.object_key(request.key, 1024)
+        start = request.range_start if request.HasField("range_start") else None
+        end = request.range_end if request.HasField("range_end") else None
+        engine = self._coord.engine
+        reader = await engine.get(bucket, key, start=start, end=end)
+        if request.HasField("version") and wire.version_from_pb(request.version) != (
+                reader.info.version):
+            reader.close()
+            raise Conflict(f"this replica holds version {reader.info.version}, not the one "
+                           "asked for", current=reader.info.version)
+        header = object_pb2.GetHeader(response=self.ctx.response_header(),
+                                      info=wire.info_to_pb(reader.info),
+                                      range_start=reader.start, range_end=reader.end)
+        yield object_pb2.GetResponse(header=header)
+        crc = 0
+        async for chunk in engine.chunks(reader):
+            crc = fmt.crc32c(chunk, crc)
+            yield object_pb2.GetResponse(chunk=chunk)
+        yield object_pb2.GetResponse(end=object_pb2.GetEnd(checksum=crc))
+
+    @streaming
+    async def ListPartition(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        self.ctx.observe(request.header)
+        batch_size = min(request.batch_size or 1000, 10_000)
+        infos = await asyncio.to_thread(
+            lambda: list(self._coord.engine.engine.iter_partition(request.partition)))
+        for i in range(0, len(infos), batch_size):
+            yield replica_pb2.ListPartitionResponse(
+                header=self.ctx.response_header(),
+                objects=[wire.info_to_pb(x) for x in infos[i:i + batch_size]])
+
+    @unary
+    async def ReplicaList(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        bucket = wire.bucket_name(request.bucket)
+        limit = min(request.limit, LIST_MAX)
+        infos = await self._coord.engine.list(bucket, prefix=request.prefix,
+                                              start_after=request.start_after, limit=limit,
+                                              include_deleted=True)
+        return object_pb2.ListResponse(header=self.ctx.response_header(),
+                                       objects=[wire.info_to_pb(i) for i in infos])
+
+    @unary
+    async def ReplicaBucket(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        bucket = wire.bucket_name(request.bucket)
+        engine = self._coord.engine
+        existed = engine.engine.has_bucket(bucket)
+        if request.delete:
+            if existed:
+                await engine.delete_bucket(bucket)
+        elif not existed:
+            await self._coord._create_local_bucket(bucket)
+        return replica_pb2.ReplicaBucketResponse(header=self.ctx.response_header(),
+                                                 existed=existed)
+
+
+def error_of(err: grpc.aio.AioRpcError) -> str:
+    for key, value in err.trailing_metadata() or ():
+        if key == ERROR_CODE_KEY:
+            return str(value)
+    return ""

@@ -1,0 +1,111 @@
+"""Durable hints: writes a coordinator could not deliver to a replica, kept until replayed.
+
+One small LMDB environment (``<first disk>/hints``), synced on every commit. A hint
+names the target node and the object; replay sends the object's newest copy, so one
+hint per (target, object) is enough and a newer hint replaces an older one.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import lmdb
+
+from cairn.types import Version
+
+from . import format as fmt
+
+__all__ = ["Hint", "HintStore"]
+
+_VALUE: Final = struct.Struct("<QIIBI")  # physical_ms, logical, node_id, deleted, partition
+_TARGET: Final = struct.Struct(">I")
+MAP_SIZE: Final = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    target: int
+    bucket: str
+    key: bytes
+    version: Version
+    deleted: bool
+    partition: int
+
+
+class HintStore:
+    """Hints by target node. Thread-safe; every ``add`` is durable when it returns."""
+
+    def __init__(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._env = lmdb.open(path, map_size=MAP_SIZE, max_dbs=1, writemap=False,
+                              readahead=False)
+        self._lock = threading.Lock()
+        self._count = self._env.stat()["entries"]
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, hints: list[Hint]) -> None:
+        """Record hints (keeping the newest version per target and object)."""
+        with self._lock, self._env.begin(write=True) as txn:
+            for h in hints:
+                k = _TARGET.pack(h.target) + fmt.object_key(h.bucket.encode("ascii"), h.key)
+                old = txn.get(k)
+                if old is not None and _decode_version(old) >= h.version:
+                    continue
+                if old is None:
+                    self._count += 1
+                txn.put(k, _VALUE.pack(h.version.physical_ms, h.version.logical,
+                                       h.version.node_id, int(h.deleted), h.partition))
+
+    def remove(self, hint: Hint) -> None:
+        """Forget a replayed hint, unless a newer one for the same object came meanwhile."""
+        k = _TARGET.pack(hint.target) + fmt.object_key(hint.bucket.encode("ascii"), hint.key)
+        with self._lock, self._env.begin(write=True) as txn:
+            old = txn.get(k)
+            if old is not None and _decode_version(old) <= hint.version:
+                txn.delete(k)
+                self._count -= 1
+
+    def targets(self) -> dict[int, int]:
+        """Pending hints per target node."""
+        out: dict[int, int] = {}
+        with self._env.begin() as txn:
+            for k in txn.cursor().iternext(keys=True, values=False):
+                target = _TARGET.unpack_from(k)[0]
+                out[target] = out.get(target, 0) + 1
+        return out
+
+    def pending(self, target: int, limit: int) -> list[Hint]:
+        """Up to ``limit`` hints for ``target`` (a short read transaction)."""
+        prefix = _TARGET.pack(target)
+        out = []
+        with self._env.begin() as txn:
+            cur = txn.cursor()
+            if not cur.set_range(prefix):
+                return out
+            for k, v in cur:
+                if not k.startswith(prefix) or len(out) >= limit:
+                    break
+                bucket, key = fmt.split_object_key(k[len(prefix):])
+                ms, logical, node, deleted, partition = _VALUE.unpack(v)
+                out.append(Hint(target, bucket.decode("ascii"), key,
+                                Version(ms, logical, node), bool(deleted), partition))
+        return out
+
+    def iter_all(self) -> Iterator[Hint]:
+        for target in self.targets():
+            yield from self.pending(target, 1 << 30)
+
+
+def _decode_version(raw: bytes) -> Version:
+    ms, logical, node, _deleted, _partition = _VALUE.unpack(raw)
+    return Version(ms, logical, node)
