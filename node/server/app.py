@@ -87,6 +87,16 @@ def _load_map(config: NodeConfig, address: str) -> ClusterMap:
     return cluster_map
 
 
+def _create_missing(paths: Sequence[str]) -> None:
+    """First run: `cairn node --data ./data` just works. (An unmounted disk leaves its
+    mount point behind, so this does not mask a vanished disk; the disk's identity
+    marker catches a mount point that lost its disk.)"""
+    for path in paths:
+        if not os.path.exists(path):
+            os.makedirs(path)
+            log.info("created data directory", extra={"path": path})
+
+
 class Node:
     """One running node. ``await start()``, then ``await stop()``."""
 
@@ -127,13 +137,7 @@ class Node:
             raise InvalidArgument(f"cannot listen on {config.listen}")
         cluster_map = _load_map(config, self.address)
         node_id = NodeId(config.node_id)
-        for path in config.data:
-            if not os.path.exists(path):
-                # First run: `cairn node --data ./data` just works. (An unmounted disk
-                # leaves its mount point behind, so this does not mask a vanished disk;
-                # the disk's identity marker catches that case.)
-                os.makedirs(path)
-                log.info("created data directory", extra={"path": path})
+        await asyncio.to_thread(_create_missing, config.data)
         self.engine = await asyncio.to_thread(Engine(config.engine_config()).open)
         self.aengine = AsyncEngine(self.engine, max_workers=config.executor_threads)
         clock = HybridClock(node_id, OffsetClock(config.clock_offset_ms)
