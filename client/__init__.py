@@ -7,6 +7,13 @@ cluster's pure placement code in ``cairn.cluster``.
 
 from __future__ import annotations
 
+from cairn import codecs as codecs  # the module: `cairn.codecs.CodecRegistry` works
+from cairn._async_client import AsyncClient
+from cairn._client import Client
+from cairn._core import GetResult, ObjectInfo
+from cairn._mapping import AsyncBucket, Bucket
+from cairn._retry import Backoff, Retry
+from cairn.codecs import Codec, CodecRegistry, FunctionCodec
 from cairn.errors import (
     AlreadyExists,
     BucketNotFound,
@@ -34,21 +41,32 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "AsyncBucket",
+    "AsyncClient",
+    "Backoff",
+    "Bucket",
     "BucketNotFound",
     "CairnError",
+    "Client",
+    "Codec",
     "CodecError",
+    "CodecRegistry",
     "Conflict",
     "DataLoss",
     "DiskFull",
     "DiskReadOnly",
     "DiskUnavailable",
     "FailedPrecondition",
+    "FunctionCodec",
+    "GetResult",
     "IntegrityError",
     "InternalError",
     "InvalidArgument",
     "NotFound",
+    "ObjectInfo",
     "PickleRefused",
     "ResourceExhausted",
+    "Retry",
     "Timeout",
     "Unauthenticated",
     "Unavailable",

@@ -52,6 +52,7 @@ MAX_STALE_RETRIES: Final = 5
 STREAM_QUEUE_DEPTH: Final = 4
 HINT_BATCH: Final = 256
 REPAIR_CONCURRENCY: Final = 8
+STRAGGLER_WAIT_S: Final = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,11 @@ class _Tally:
 
 
 def _describe(failures: Mapping[NodeId, BaseException]) -> str:
-    return "; ".join(f"node {n}: {e}" for n, e in sorted(failures.items()))
+    parts = []
+    for node, err in sorted(failures.items()):
+        text = str(err)
+        parts.append(text if text.startswith(f"node {node}:") else f"node {node}: {text}")
+    return "; ".join(parts)
 
 
 class Coordinator:
@@ -301,6 +306,16 @@ class Coordinator:
             if len(tally.acks) >= need or tally.newer is not None:
                 break
             if len(tally.failures) > len(targets) - need:
+                # The quorum is lost; give quick stragglers (this node's own write) a
+                # moment so the error says truthfully how far the write got.
+                done = set()
+                if pending:
+                    done, pending = await asyncio.wait(pending, timeout=STRAGGLER_WAIT_S)
+                for task in done:
+                    if task.exception() is None and task.result().applied:
+                        tally.acks.append(tasks[task])
+                    elif task.exception() is not None:
+                        tally.failures[tasks[task]] = _as_cairn(task.exception())  # type: ignore[arg-type]
                 break
         for task in pending:
             node = tasks[task]

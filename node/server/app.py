@@ -145,10 +145,13 @@ class Node:
         if len(cluster_map.nodes) > 1:
             self.hints = await asyncio.to_thread(
                 HintStore, os.path.join(config.data[0], HINTS_DIR))
-            self.peers = GrpcPeers(cluster_map, node_id, clock.now, lambda: cluster_map.epoch)
+        health_view = HealthView()
+        if len(cluster_map.nodes) > 1:
+            self.peers = GrpcPeers(cluster_map, node_id, clock.now, lambda: cluster_map.epoch,
+                                   health_view)
         coordinator = Coordinator(
             self.aengine, clock, cluster_map, node_id, self.peers, self.hints,
-            HealthView(), CoordinatorConfig(replica_timeout_s=config.replica_timeout_s,
+            health_view, CoordinatorConfig(replica_timeout_s=config.replica_timeout_s,
                                             small_object_bytes=config.small_object_bytes))
         self.coordinator = coordinator
         hints = self.hints

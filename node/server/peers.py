@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cairn.cluster.clustermap import ClusterMap
+from cairn.cluster.health import HealthView
 from cairn.cluster.ids import NodeId
 from cairn.errors import CairnError, IntegrityError, Timeout, Unavailable, error_for_code
 from cairn.node.coordinator.peers import RemoteRead, ReplicaAck, ReplicaWrite
@@ -102,9 +103,13 @@ def _ack(applied: bool, current: Any, has_current: bool) -> ReplicaAck:
 class _Link:
     """One node's ``Replicate`` stream: writes in flight matched to replies by seq."""
 
-    def __init__(self, node: NodeId, stub: replica_pb2_grpc.ReplicaServiceStub) -> None:
+    def __init__(self, node: NodeId, channel: grpc.aio.Channel,
+                 stub: replica_pb2_grpc.ReplicaServiceStub,
+                 patient: Callable[[NodeId], bool]) -> None:
         self.node = node
+        self.channel = channel
         self.stub = stub
+        self.patient = patient
         self.seq = itertools.count(1)
         self.waiting: dict[int, asyncio.Future[replica_pb2.ReplicateResponse]] = {}
         self.outbox: asyncio.Queue[replica_pb2.ReplicateRequest | None] = asyncio.Queue()
@@ -120,10 +125,18 @@ class _Link:
             item = await self.outbox.get()
             if item is None:
                 return
+            if item.seq not in self.waiting:
+                # Its sender gave up (deadline): the write is answered as failed (and
+                # hinted), so do not deliver it late, and do not let writes to a node
+                # that is down pile up here.
+                continue
             yield item
 
     async def _run(self) -> None:
-        call = self.stub.Replicate(self._requests())
+        # Fail fast: ``send`` waits for the connection itself, with each write's own
+        # deadline, so a message is never left queued inside gRPC for a node that is
+        # down and delivered long after its writer gave up.
+        call = self.stub.Replicate(self._requests(), wait_for_ready=False)
         try:
             async for reply in call:
                 future = self.waiting.pop(reply.seq, None)
@@ -146,6 +159,15 @@ class _Link:
 
     async def send(self, make: Callable[[int], replica_pb2.ReplicateRequest], timeout_s: float
                    ) -> replica_pb2.ReplicateResponse:
+        state = self.channel.get_state(try_to_connect=True)
+        if state != grpc.ChannelConnectivity.READY:
+            if not self.patient(self.node):
+                raise Unavailable(f"node {self.node} is down")
+            try:
+                await asyncio.wait_for(self.channel.channel_ready(), timeout_s)
+            except TimeoutError:
+                raise Timeout(f"node {self.node} could not be reached within "
+                              f"{timeout_s:.1f} s") from None
         self.ensure_running()
         seq = next(self.seq)
         future: asyncio.Future[replica_pb2.ReplicateResponse] = (
@@ -170,8 +192,13 @@ class GrpcPeers:
     """The gRPC implementation of ``cairn.node.coordinator.peers.Peers``."""
 
     def __init__(self, cluster_map: ClusterMap, self_id: NodeId,
-                 clock: Callable[[], Version], epoch: Callable[[], int]) -> None:
+                 clock: Callable[[], Version], epoch: Callable[[], int],
+                 health: HealthView | None = None) -> None:
         self.cluster_map = cluster_map
+        # A node believed up is waited for (up to the call's deadline) while its channel
+        # reconnects; a node known to be down fails fast, so a lost quorum is reported
+        # at once instead of after a deadline.
+        self.health = health or HealthView()
         self.self_id = self_id
         self._clock = clock
         self._epoch = epoch
@@ -188,6 +215,9 @@ class GrpcPeers:
             stub = self._stubs[node] = replica_pb2_grpc.ReplicaServiceStub(channel)
         return stub
 
+    def _patient(self, node: NodeId) -> bool:
+        return self.health.is_up(node)
+
     def _header(self) -> common_pb2.RequestHeader:
         return common_pb2.RequestHeader(request_id=uuid.uuid4().hex, epoch=self._epoch(),
                                         clock=wire.version_to_pb(self._clock()),
@@ -203,7 +233,8 @@ class GrpcPeers:
                     ) -> ReplicaAck:
         link = self._links.get(node)
         if link is None:
-            link = self._links[node] = _Link(node, self._stub(node))
+            stub = self._stub(node)
+            link = self._links[node] = _Link(node, self._channels[node], stub, self._patient)
 
         def make(seq: int) -> replica_pb2.ReplicateRequest:
             if write.deleted:
@@ -233,14 +264,16 @@ class GrpcPeers:
 
         # The deadline covers the whole transfer: a large object needs time, so the
         # per-call timeout bounds only silence (keepalive), not the stream's length.
-        reply = await self._call(node, self._stub(node).ReplicaPut(requests()))
+        reply = await self._call(node, self._stub(node).ReplicaPut(
+            requests(), wait_for_ready=self._patient(node)))
         return _ack(reply.applied, reply.current, reply.HasField("current"))
 
     async def head(self, node: NodeId, bucket: str, key: bytes, timeout_s: float
                    ) -> ObjectInfo | None:
         reply = await self._call(node, self._stub(node).ReplicaHead(
             replica_pb2.ReplicaHeadRequest(header=self._header(), bucket=bucket.encode("ascii"),
-                                           key=key), timeout=timeout_s))
+                                           key=key),
+            timeout=timeout_s, wait_for_ready=self._patient(node)))
         return _info_from_pb(reply.info) if reply.found else None
 
     async def read(self, node: NodeId, bucket: str, key: bytes, version: Version,
@@ -252,7 +285,8 @@ class GrpcPeers:
             request.range_start = start
         if end is not None:
             request.range_end = end
-        call = self._stub(node).ReplicaGet(request)
+        call = self._stub(node).ReplicaGet(request, timeout=None,
+                                           wait_for_ready=self._patient(node))
         try:
             first = await asyncio.wait_for(call.read(), timeout_s)
         except TimeoutError:
@@ -293,7 +327,8 @@ class GrpcPeers:
         reply = await self._call(node, self._stub(node).ReplicaList(
             replica_pb2.ReplicaListRequest(header=self._header(), bucket=bucket.encode("ascii"),
                                            prefix=prefix, start_after=start_after,
-                                           limit=limit), timeout=timeout_s))
+                                           limit=limit), timeout=timeout_s,
+            wait_for_ready=self._patient(node)))
         return [_info_from_pb(o) for o in reply.objects]
 
     async def bucket(self, node: NodeId, bucket: str, delete: bool, created_ms: int,
@@ -301,7 +336,8 @@ class GrpcPeers:
         reply = await self._call(node, self._stub(node).ReplicaBucket(
             replica_pb2.ReplicaBucketRequest(header=self._header(),
                                              bucket=bucket.encode("ascii"), delete=delete,
-                                             created_ms=created_ms), timeout=timeout_s))
+                                             created_ms=created_ms), timeout=timeout_s,
+            wait_for_ready=self._patient(node)))
         return bool(reply.existed)
 
     async def ping(self, node: NodeId, timeout_s: float) -> bool:

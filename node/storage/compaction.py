@@ -44,9 +44,14 @@ def _candidates(disk: Disk, live_ratio: float, force: bool) -> list[fmt.SegmentS
         sparse = st.kind == fmt.SEGMENT_KIND_LOG and st.total_bytes > 0 and (
             st.live_bytes / st.total_bytes < live_ratio
         )
-        if st.live_records == 0 or force or sparse:
+        if st.live_records == 0:
             out.append(st)
-    return sorted(out, key=lambda s: s.segment_id)
+        elif st.kind == fmt.SEGMENT_KIND_LOG and (force or sparse):
+            # A single-object segment is all live or all dead: never copied, so no
+            # large object is ever held in memory by compaction.
+            out.append(st)
+    # Dead segments first: dropping them needs no space, which a full disk lacks.
+    return sorted(out, key=lambda s: (s.live_records > 0, s.segment_id))
 
 
 def compact_disk(disk: Disk, *, live_ratio: float, tombstone_grace_ms: int, now_ms: int,
@@ -61,8 +66,8 @@ def compact_disk(disk: Disk, *, live_ratio: float, tombstone_grace_ms: int, now_
             if st.live_records:
                 _rewrite(disk, st, tombstone_grace_ms, now_ms, report)
             after = disk.segment_state(st.segment_id)
-            if after is not None and after.live_records == 0:
-                disk.drop_segment(st.segment_id)
+            if after is not None and after.live_records == 0 and disk.drop_segment(
+                    st.segment_id):
                 report.segments_dropped += 1
                 report.bytes_reclaimed += after.committed_end
             report.segments_compacted += 1

@@ -200,6 +200,7 @@ class Disk:
         self._committer: threading.Thread | None = None
         self._closing = False
         self._last_free_check = 0.0
+        self._written_since_check = 0
 
     # ------------------------------------------------------------------ open / close
 
@@ -334,6 +335,7 @@ class Disk:
         if self.state == DiskState.OK and now - self._last_free_check < FREE_CHECK_INTERVAL_S:
             return
         self._last_free_check = now
+        self._written_since_check = 0
         try:
             st = self.fs.statvfs(self.path)
         except OSError as exc:
@@ -355,11 +357,21 @@ class Disk:
         if self.state == DiskState.FAILED:
             raise DiskUnavailable(f"disk {self.path} has failed: {self.error}")
 
-    def check_writable(self) -> None:
-        """Raises: DiskUnavailable, DiskFull or DiskReadOnly when writes cannot go here."""
-        if self.state in (DiskState.FULL, DiskState.READ_ONLY):
+    def check_writable(self, size: int = 0, *, use_reserve: bool = False) -> None:
+        """Raises: DiskUnavailable, DiskFull or DiskReadOnly when writes cannot go here.
+
+        ``size`` bytes are about to be written: free space is checked again once the
+        bytes written since the last check could have eaten a quarter of the reserve,
+        so fast writers cannot run past ``min_free_bytes`` into a real ENOSPC.
+        ``use_reserve`` lets compaction write into the reserve (it frees space).
+        """
+        self._written_since_check += size
+        if self.state in (DiskState.FULL, DiskState.READ_ONLY) or (
+                self._written_since_check * 4 >= self.config.min_free_bytes):
             self._last_free_check = 0.0
         self._refresh_state()
+        if use_reserve and self.state == DiskState.FULL:
+            return
         if self.state == DiskState.FAILED:
             raise DiskUnavailable(f"disk {self.path} has failed: {self.error}")
         if self.state == DiskState.FULL:
@@ -580,7 +592,9 @@ class Disk:
         """
         future: Future[tuple[Outcome, fmt.IndexEntry | None]] = Future()
         with self._cond:
-            self.check_writable()
+            # Compaction (move_from) may write into the free-space reserve: it frees
+            # more than it writes, and a full disk must be able to reclaim dead space.
+            self.check_writable(len(record), use_reserve=move_from is not None)
             try:
                 seg = self._writable_segment(len(record))
             except OSError as exc:
@@ -609,7 +623,7 @@ class Disk:
         """
         future: Future[tuple[Outcome, fmt.IndexEntry | None]] = Future()
         with self._cond:
-            self.check_writable()
+            self.check_writable(use_reserve=True)
             self._queue.append(_Pending(okey, entry, future, (entry.segment_id, entry.offset),
                                         remove=True))
             self._cond.notify_all()
@@ -650,7 +664,7 @@ class Disk:
             DiskUnavailable: the disk cannot take the write; nothing was stored.
             InvalidArgument: (from ``chunks``) the caller's stream was bad; nothing stored.
         """
-        self.check_writable()
+        self.check_writable(expect_size or 0)
         with self._cond:
             sid = self._next_segment_id
             self._next_segment_id += 1
@@ -1072,14 +1086,25 @@ class Disk:
         with self._cond:
             return [replace(s) for s in self._segments.values()]
 
-    def drop_segment(self, segment_id: int) -> None:
-        """Forget a segment with no live records and delete its file (compaction)."""
+    def drop_segment(self, segment_id: int) -> bool:
+        """Forget a sealed segment with no live records and delete its file (compaction).
+
+        Lock order is the committer's: an LMDB write transaction is never opened while
+        ``_cond`` is held (that deadlocked against a commit, found by the crash tests).
+        Returns True if the segment was dropped.
+        """
         with self._cond:
             st = self._segments.get(segment_id)
             if st is None or st.live_records or not st.sealed:
-                return
+                return False
             if self._active is not None and self._active.segment_id == segment_id:
-                return
+                return False
+            if segment_id in self._unsynced:
+                return False
+            # No entry points here any more and nothing can be appended to a sealed
+            # segment, so no commit will touch its state again.
+            del self._segments[segment_id]
+        try:
             while True:
                 try:
                     with self._write_txn() as txn:
@@ -1087,7 +1112,11 @@ class Disk:
                     break
                 except lmdb.MapFullError:
                     self._grow_map()
-            del self._segments[segment_id]
+        except BaseException:
+            with self._cond:
+                self._segments[segment_id] = st
+            raise
+        with self._cond:
             self._recount()
         with self._read_lock:
             handle = self._read_handles.get(segment_id)
@@ -1098,3 +1127,4 @@ class Disk:
                     self.fs.close(handle.fd)
         with contextlib.suppress(FileNotFoundError):
             self.fs.unlink(self._segment_path(segment_id))
+        return True

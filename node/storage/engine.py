@@ -651,7 +651,7 @@ class Engine:
         return [
             compact_disk(disk, live_ratio=self.config.compaction_live_ratio,
                          tombstone_grace_ms=grace_ms, now_ms=self.now_ms(), force=force)
-            for disk in self.disks if disk.writable
+            for disk in self.disks if disk.state in (DiskState.OK, DiskState.FULL)
         ]
 
     def scrub(self, *, rate_bytes_s: float | None = None) -> list[ScrubReport]:

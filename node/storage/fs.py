@@ -189,6 +189,9 @@ class FaultyFileSystem(FileSystem):
         with self._lock:
             if src in self._synced:
                 self._synced[dst] = self._synced.pop(src)
+            for fd, path in self._paths.items():
+                if path == src:  # an open file keeps its descriptor under the new name
+                    self._paths[fd] = dst
 
     def unlink(self, path: str) -> None:
         self._check("unlink", path)

@@ -70,15 +70,40 @@ def scrub_disk(disk: Disk, *, rate_bytes_s: float | None = None,
     return report
 
 
-def _verify(disk: Disk, okey: bytes, entry: fmt.IndexEntry) -> str | None:
+def _verify(disk: Disk, okey: bytes, listed: fmt.IndexEntry) -> str | None:
     """None if the copy is whole; else why not. Checks the segment record (every CRC
-    and the whole-value checksum) and, if present, the inline copy too."""
-    if entry.damaged:
-        return "flagged damaged earlier"
+    and the whole-value checksum) and, if present, the inline copy too.
+
+    Compaction may move the record while the scrub runs: the entry is looked up again
+    and the file reference taken before reading, so a moved record is not mistaken for
+    a missing one.
+    """
+    for _attempt in range(3):
+        try:
+            entry = disk.lookup(okey)
+        except IntegrityError as exc:
+            return str(exc)
+        except CairnError as exc:
+            return f"unreadable: {exc}"
+        if entry is None:
+            return None  # purged since it was listed
+        if entry.damaged:
+            return "flagged damaged earlier"
+        try:
+            fd = disk.acquire_segment(entry.segment_id)
+        except FileNotFoundError:
+            if disk.lookup(okey) != entry:
+                continue  # moved by compaction meanwhile: look again
+            fd = None
+        return _check(disk, okey, entry, fd)
+    return None if listed is None else _check(disk, okey, listed, None)
+
+
+def _check(disk: Disk, okey: bytes, entry: fmt.IndexEntry, fd: int | None) -> str | None:
     try:
         info = info_from_entry(okey, entry)
         reader = ObjectReader(disk, okey, replace(entry, inline=None), info, 0,
-                              entry.value_len, disk.config.read_chunk_bytes)
+                              entry.value_len, disk.config.read_chunk_bytes, fd)
         crc = 0
         for chunk in reader:
             crc = fmt.crc32c(chunk, crc)

@@ -45,6 +45,9 @@ class NodeProcess:
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=env)
         threading.Thread(target=self._read_log, args=(self.proc,), daemon=True).start()
+        if not self.listen.endswith(":0"):
+            self.address = self.listen  # known already: no need to see the log line
+            self._ready.set()
         if not self._ready.wait(START_TIMEOUT_S):
             self.kill()
             raise RuntimeError(f"node did not start: {self.log[-5:]}")

@@ -201,7 +201,7 @@ def test_put_stream_round_trip():
     single = object_pb2.PutRequest(header=object_pb2.PutHeader(bucket=b"app", key=b"k"),
                                    chunk=b"v", end=object_pb2.PutEnd(size=1, checksum=5))
     again = object_pb2.PutRequest.FromString(single.SerializeToString())
-    assert again.HasField("header") and again.HasField("end") and again.chunk == b"v"  # noqa: PT018
+    assert again.HasField("header") and again.HasField("end") and again.chunk == b"v"
     first = decoded[0].header
     assert first.HasField("size")
     assert first.request.clock.logical == 3

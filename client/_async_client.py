@@ -1,0 +1,690 @@
+"""``AsyncClient``: the SDK's facade; it only runs the I/O loop of each call.
+
+Every decision is made elsewhere: argument checks, request building, Put framing, Get
+verification and paging in ``cairn._core``; codec choice in ``cairn.codecs``; retry
+decisions and backoff in ``cairn._retry``; gRPC in ``cairn._transport``; local files
+in ``cairn._files``. This module loops: attempts and their deadline, the nodes of an
+attempt, the messages of a stream.
+
+``client/_async_client.py`` is the source. ``client/_client.py`` is generated from it
+by ``.ci/unasync.py`` (like httpcore's unasync), and a test fails when the generated
+copy is out of date: edit the source, then run ``python .ci/unasync.py``.
+"""
+
+# ASYNC109: a `timeout` argument is this API's contract: it becomes the gRPC deadline of
+# every attempt, which a timeout scope around the call could not hand on to the node.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import collections.abc
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
+from typing import Any, Final, TypeVar
+
+from cairn import _core as core
+from cairn._core import (
+    DEFAULT_TIMEOUT_S,
+    MAX_PAGE_SIZE,
+    SMALL_OBJECT_BYTES,
+    Consistency,
+    GetResult,
+    ObjectInfo,
+    RequestHeader,
+)
+from cairn._files import AsyncFileSink, AsyncFileSource, Progress, Source, Target
+from cairn._mapping import DEFAULT_SHELF_CODEC, AsyncBucket
+from cairn._retry import Deadline, Retry
+from cairn._transport import AsyncTransport
+from cairn.codecs import Codec, CodecRegistry
+from cairn.errors import CairnError, InvalidArgument, ResourceExhausted, Timeout
+from cairn.types import Version
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+_NO_RETRY: Final = Retry(max_attempts=1)
+"""For uploads from a source that cannot seek: its bytes cannot be sent twice."""
+
+Attempt = Callable[[str, Deadline], collections.abc.Awaitable[T]]
+"""One attempt of a call, sent to one node: ``attempt(address, deadline)``."""
+
+
+class AsyncClient:
+    """A cairn client: ``async with cairn.AsyncClient(["127.0.0.1:7101"]) as c: ...``.
+
+    Args:
+        seeds: node addresses (``host:port``), a list or one comma-separated string;
+            None reads ``$CAIRN_SEEDS``.
+        timeout: seconds each call may take, all its retries included (per-call
+            ``timeout=`` overrides it). Every call has a deadline.
+        retry: what is retried and how long to wait (``cairn.Retry``); the default
+            makes 3 attempts with full-jitter backoff.
+        allow_pickle: let the ``pickle`` codec encode and decode (unsafe with data
+            from others; see docs/sdk-codecs.md).
+        codecs: extra codecs to register, or a ``CodecRegistry`` to use.
+        consistency: the default of each call's ``consistency``: ``"one"``,
+            ``"quorum"``, ``"all"``, or None for the cluster's own default.
+
+    Raises:
+        InvalidArgument: no seed, a bad address, timeout, retry or consistency.
+        CodecError: a codec in ``codecs`` is invalid.
+    """
+
+    def __init__(
+        self,
+        seeds: Sequence[str] | str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retry: Retry | None = None,
+        allow_pickle: bool = False,
+        codecs: Iterable[Codec] | CodecRegistry | None = None,
+        consistency: Consistency | None = None,
+    ) -> None:
+        if retry is not None and not isinstance(retry, Retry):
+            raise InvalidArgument(f"retry must be a cairn.Retry, not {type(retry).__name__}")
+        self._seeds = core.parse_seeds(seeds)
+        self._timeout_s = core.check_timeout(timeout)
+        self._retry = retry or Retry()
+        self._codecs = core.make_registry(allow_pickle, codecs)
+        self._session = core.Session(consistency)
+        self._router = core.SeedRouter(self._seeds)
+        self._transport = AsyncTransport(self._session.observe)
+        self._rng = random.Random()
+        self._clock = time.monotonic
+
+    @property
+    def seeds(self) -> tuple[str, ...]:
+        """The seed addresses this client was given."""
+        return self._seeds
+
+    @property
+    def codecs(self) -> CodecRegistry:
+        """This client's codecs; ``register`` adds one."""
+        return self._codecs
+
+    def __repr__(self) -> str:
+        return f"<cairn.AsyncClient seeds={list(self._seeds)!r}>"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections. Calls still running fail; later calls raise."""
+        await self._transport.close()
+
+    # --- buckets ----------------------------------------------------------------------
+
+    async def create_bucket(self, bucket: str, *, timeout: float | None = None) -> None:
+        """Create a bucket (S3 naming rules).
+
+        Raises:
+            AlreadyExists: the bucket exists.
+            InvalidArgument: the name breaks the rules.
+            Unavailable: no node answered (not retried once sent: not idempotent).
+        """
+        name = core.check_bucket(bucket)
+        await self._unary(
+            lambda h: core.CreateBucketRequest(h, name), idempotent=False, timeout=timeout
+        )
+
+    async def delete_bucket(self, bucket: str, *, timeout: float | None = None) -> None:
+        """Delete an empty bucket.
+
+        Raises:
+            BucketNotFound: no such bucket.
+            FailedPrecondition: the bucket still holds objects.
+            Unavailable: no node answered (not retried once sent: not idempotent).
+        """
+        name = core.check_bucket(bucket)
+        await self._unary(
+            lambda h: core.DeleteBucketRequest(h, name), idempotent=False, timeout=timeout
+        )
+
+    async def list_buckets(self, *, timeout: float | None = None) -> builtins.list[str]:
+        """The names of every bucket, sorted.
+
+        Raises:
+            Unavailable: no node answered.
+        """
+        return await self._unary(core.ListBucketsRequest, idempotent=True, timeout=timeout)
+
+    def bucket(self, name: str, *, codec: str = DEFAULT_SHELF_CODEC) -> AsyncBucket:
+        """The bucket ``name`` as a mapping (values that are not bytes or str use ``codec``).
+
+        Raises:
+            InvalidArgument: a bad bucket name; CodecError: an unknown ``codec``.
+        """
+        return AsyncBucket(self, name, codec=codec)
+
+    # --- objects: small calls -----------------------------------------------------------
+
+    async def put(
+        self,
+        bucket: str,
+        key: str | bytes,
+        value: Any,
+        *,
+        codec: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> ObjectInfo:
+        """Store ``value`` under ``key``, encoded with ``codec`` (bytes: raw, str: text).
+
+        Values up to 1 MiB encoded travel in one unary call; larger ones stream in 1 MiB
+        chunks. The node stores nothing unless the CRC32C computed here matches.
+
+        Returns:
+            The object as stored, with its new version.
+
+        Raises:
+            CodecError: no codec fits the value, or the codec cannot encode it.
+            PickleRefused: ``codec="pickle"`` without ``allow_pickle=True``.
+            InvalidArgument: a bad bucket name, key or metadata.
+            BucketNotFound: the bucket does not exist.
+            IntegrityError: the bytes were damaged on the way.
+            Unavailable: not enough replicas answered, after retries.
+        """
+        name, raw_key = core.check_bucket(bucket), core.check_key(key)
+        meta = core.check_metadata(metadata)
+        consistency = core.check_consistency(consistency)
+        codec_name, data = self._codecs.encode(value, codec)
+        return await self._put_bytes(name, raw_key, codec_name, meta, data, consistency, timeout)
+
+    async def get(
+        self,
+        bucket: str,
+        key: str | bytes,
+        *,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """The value under ``key``, decoded with the codec it was stored with.
+
+        Raises:
+            NotFound: no such object (a ``KeyError``).
+            BucketNotFound: no such bucket.
+            CodecError: this client lacks the object's codec.
+            PickleRefused: a pickled object, without ``allow_pickle=True``.
+            IntegrityError: the bytes failed their checksum (nothing is returned).
+            Unavailable: not enough replicas answered, after retries.
+        """
+        result = await self.get_object(bucket, key, consistency=consistency, timeout=timeout)
+        return result.value
+
+    async def get_object(
+        self,
+        bucket: str,
+        key: str | bytes,
+        *,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> GetResult:
+        """The decoded value and its ``ObjectInfo``: ``value, info = get_object(...)``.
+
+        Raises:
+            The same as ``get``.
+        """
+        name, raw_key = core.check_bucket(bucket), core.check_key(key)
+        consistency = core.check_consistency(consistency)
+        info, data = await self._read_value(name, raw_key, consistency, timeout)
+        return GetResult(self._codecs.decode(info.codec, data), info)
+
+    async def get_bytes(
+        self,
+        bucket: str,
+        key: str | bytes,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """The stored bytes, not decoded: the whole value, or the range ``[start, end)``.
+
+        ``end`` past the size is clamped to it; None means from 0 / to the end.
+
+        Raises:
+            NotFound, BucketNotFound: no such object or bucket.
+            InvalidArgument: ``start > end``, or ``start`` past the size.
+            IntegrityError: the bytes failed their checksum (nothing is returned).
+            Unavailable: not enough replicas answered, after retries.
+        """
+        name, raw_key = core.check_bucket(bucket), core.check_key(key)
+        start, end = core.check_range(start, end)
+        consistency = core.check_consistency(consistency)
+        if start is None and end is None:
+            _, data = await self._read_value(name, raw_key, consistency, timeout)
+            return data
+        request_id = core.new_request_id()
+
+        async def attempt(address: str, deadline: Deadline) -> bytes:
+            header = self._session.header(request_id, consistency)
+            request = core.GetRequest(header, name, raw_key, start, end)
+            verifier = core.GetVerifier(start, end)
+            chunks = [chunk async for chunk in self._chunks(address, request, verifier, deadline)]
+            verifier.finish()
+            return b"".join(chunks)
+
+        return await self._run(attempt, idempotent=True, timeout=timeout, bucket=name, key=raw_key)
+
+    async def head(
+        self,
+        bucket: str,
+        key: str | bytes,
+        *,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> ObjectInfo:
+        """Everything about an object but its bytes.
+
+        Raises:
+            NotFound, BucketNotFound: no such object or bucket.
+            Unavailable: not enough replicas answered, after retries.
+        """
+        name, raw_key = core.check_bucket(bucket), core.check_key(key)
+        return await self._unary(
+            lambda h: core.HeadRequest(h, name, raw_key),
+            idempotent=True,
+            timeout=timeout,
+            consistency=core.check_consistency(consistency),
+            bucket=name,
+            key=raw_key,
+        )
+
+    async def delete(
+        self,
+        bucket: str,
+        key: str | bytes,
+        *,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> Version:
+        """Delete an object. Deleting a missing key succeeds too (it writes a tombstone).
+
+        Returns:
+            The version of the tombstone.
+
+        Raises:
+            BucketNotFound: no such bucket.
+            Unavailable: not enough replicas answered, after retries.
+        """
+        name, raw_key = core.check_bucket(bucket), core.check_key(key)
+        return await self._unary(
+            lambda h: core.DeleteRequest(h, name, raw_key),
+            idempotent=True,
+            timeout=timeout,
+            consistency=core.check_consistency(consistency),
+            bucket=name,
+            key=raw_key,
+        )
+
+    def list(
+        self,
+        bucket: str,
+        *,
+        prefix: str | bytes = "",
+        start_after: str | bytes | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        include_deleted: bool = False,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> collections.abc.AsyncIterator[ObjectInfo]:
+        """The objects of a bucket in byte order of their keys, fetched a page at a time.
+
+        Args:
+            prefix: only keys that start with it.
+            start_after: only keys after it (exclusive).
+            page_size: objects per page (1..1000).
+            include_deleted: tombstones too (``info.deleted``).
+            timeout: per page.
+
+        Raises (while iterating):
+            BucketNotFound: no such bucket.
+            Unavailable: not enough replicas answered, after retries.
+        """
+        cursor = core.ListCursor(
+            core.check_bucket(bucket),
+            prefix=core.check_prefix("prefix", prefix),
+            start_after=core.check_prefix("start_after", start_after),
+            page_size=core.check_page_size(page_size),
+            include_deleted=bool(include_deleted),
+        )
+        return self._pages(cursor, core.check_consistency(consistency), timeout)
+
+    # --- objects: streams ---------------------------------------------------------------
+
+    async def upload(
+        self,
+        bucket: str,
+        key: str | bytes,
+        source: Source,
+        *,
+        codec: str = "raw",
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> ObjectInfo:
+        """Store a file's bytes under ``key``, streamed in 1 MiB chunks (bounded memory).
+
+        Args:
+            source: a path, or a readable binary file object (read from its position).
+            codec: the codec name recorded with the bytes (they are stored as they are).
+            progress: called as ``progress(bytes_sent, total)`` (total None if unknown).
+
+        A retry reads the source again from the start, so a source that cannot seek is
+        sent once, without retries.
+
+        Raises:
+            InvalidArgument: a bad name, key, metadata or source, or a file that
+                changed size during the upload.
+            BucketNotFound: no such bucket.
+            IntegrityError: the bytes were damaged on the way (nothing is stored).
+            ResourceExhausted: the object is larger than the node accepts.
+            Unavailable: not enough replicas answered, after retries.
+            OSError: the file could not be read.
+        """
+        name, raw_key = core.check_bucket(bucket), core.check_key(key)
+        meta = core.check_metadata(metadata)
+        consistency = core.check_consistency(consistency)
+        self._codecs.get(codec)  # an unknown codec, or pickle refused, fails before any I/O
+        src = await AsyncFileSource.open(source)
+        try:
+            size = src.size
+            if size is not None and core.use_put_small(size):
+                data = await src.read(size)
+                core.check_source_size(len(data), size)
+                info = await self._put_bytes(name, raw_key, codec, meta, data, consistency, timeout)
+                if progress is not None:
+                    progress(size, size)
+                return info
+            request_id = core.new_request_id()
+            calls = 0
+
+            async def attempt(address: str, deadline: Deadline) -> ObjectInfo:
+                nonlocal calls
+                calls += 1
+                if calls > 1:
+                    await src.rewind()  # a new stream starts from the first byte
+                head = core.PutHead(
+                    self._session.header(request_id, consistency), name, raw_key, codec, meta, size
+                )
+                messages = _source_messages(head, src, progress)
+                return await self._transport.put(address, messages, self._left_s(deadline))
+
+            rewindable = src.rewindable
+            return await self._run(
+                attempt,
+                idempotent=True,
+                timeout=timeout,
+                retry=None if rewindable else _NO_RETRY,
+                failover=rewindable,
+                bucket=name,
+                key=raw_key,
+            )
+        finally:
+            await src.close()
+
+    async def download(
+        self,
+        bucket: str,
+        key: str | bytes,
+        target: Target,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        progress: Progress | None = None,
+        consistency: Consistency | None = None,
+        timeout: float | None = None,
+    ) -> ObjectInfo:
+        """Write an object's bytes (or the range ``[start, end)``) to a file.
+
+        Nothing reaches ``target`` before the whole stream was verified: a path gets a
+        temporary file next to it, renamed over it at the end; a file object gets the
+        bytes only after the verification (from a temporary spool file).
+
+        Args:
+            target: a path, or a writable binary file object.
+            progress: called as ``progress(bytes_received, total)``.
+
+        Returns:
+            The object's ``ObjectInfo`` (of the whole object, even for a range).
+
+        Raises:
+            NotFound, BucketNotFound: no such object or bucket.
+            InvalidArgument: a bad range or target.
+            IntegrityError: the bytes failed their checksum (the target is untouched).
+            Unavailable: not enough replicas answered, after retries.
+            OSError: the file could not be written.
+        """
+        name, raw_key = core.check_bucket(bucket), core.check_key(key)
+        start, end = core.check_range(start, end)
+        consistency = core.check_consistency(consistency)
+        request_id = core.new_request_id()
+
+        async def attempt(address: str, deadline: Deadline) -> ObjectInfo:
+            header = self._session.header(request_id, consistency)
+            request = core.GetRequest(header, name, raw_key, start, end)
+            verifier = core.GetVerifier(start, end)
+            sink = await AsyncFileSink.open(target)  # a fresh one per attempt
+            try:
+                async with aclosing(self._chunks(address, request, verifier, deadline)) as chunks:
+                    async for chunk in chunks:
+                        await sink.write(chunk)
+                        if progress is not None:
+                            progress(verifier.received, verifier.expected_bytes)
+                head = verifier.finish()
+                await sink.commit()
+            except BaseException:
+                await sink.discard()
+                raise
+            return head.info
+
+        return await self._run(attempt, idempotent=True, timeout=timeout, bucket=name, key=raw_key)
+
+    # --- the loops --------------------------------------------------------------------
+
+    async def _put_bytes(
+        self,
+        bucket: bytes,
+        key: bytes,
+        codec: str,
+        metadata: dict[str, str],
+        data: bytes,
+        consistency: Consistency | None,
+        timeout: float | None,
+    ) -> ObjectInfo:
+        crc = core.checksum(data)
+        small = core.use_put_small(len(data))
+        request_id = core.new_request_id()
+
+        async def attempt(address: str, deadline: Deadline) -> ObjectInfo:
+            nonlocal small
+            header = self._session.header(request_id, consistency)
+            head = core.PutHead(header, bucket, key, codec, metadata, len(data))
+            if small:
+                request = core.PutSmallRequest(head, data, crc)
+                try:
+                    return await self._transport.call(address, request, self._left_s(deadline))
+                except ResourceExhausted:
+                    small = False  # the node's small-object limit is below ours: stream it
+            messages = _value_messages(head, data)
+            return await self._transport.put(address, messages, self._left_s(deadline))
+
+        return await self._run(attempt, idempotent=True, timeout=timeout, bucket=bucket, key=key)
+
+    async def _read_value(
+        self,
+        bucket: bytes,
+        key: bytes,
+        consistency: Consistency | None,
+        timeout: float | None,
+    ) -> tuple[ObjectInfo, bytes]:
+        request_id = core.new_request_id()
+
+        async def attempt(address: str, deadline: Deadline) -> tuple[ObjectInfo, bytes]:
+            header = self._session.header(request_id, consistency)
+            request = core.GetSmallRequest(header, bucket, key, SMALL_OBJECT_BYTES)
+            small = await self._transport.call(address, request, self._left_s(deadline))
+            if small.value is not None:
+                core.verify_value(small.info, small.value)
+                return small.info, small.value
+            # Too large for the fast path: stream it from the same node.
+            header = self._session.header(request_id, consistency)
+            verifier = core.GetVerifier()
+            stream = core.GetRequest(header, bucket, key, None, None)
+            chunks = [chunk async for chunk in self._chunks(address, stream, verifier, deadline)]
+            return verifier.finish().info, b"".join(chunks)
+
+        return await self._run(attempt, idempotent=True, timeout=timeout, bucket=bucket, key=key)
+
+    async def _chunks(
+        self, address: str, request: core.GetRequest, verifier: core.GetVerifier, deadline: Deadline
+    ) -> collections.abc.AsyncGenerator[bytes, None]:
+        """The chunks of one Get stream, checked by ``verifier`` (``finish`` it after)."""
+        parts = self._transport.get(address, request, self._left_s(deadline))
+        async with aclosing(parts):
+            async for part in parts:
+                chunk = verifier.accept(part)
+                if chunk:
+                    yield chunk
+
+    async def _pages(
+        self, cursor: core.ListCursor, consistency: Consistency | None, timeout: float | None
+    ) -> collections.abc.AsyncIterator[ObjectInfo]:
+        request_id = core.new_request_id()
+        while not cursor.done:
+            page: core.ListPage = await self._unary(
+                cursor.request,
+                idempotent=True,
+                timeout=timeout,
+                consistency=consistency,
+                request_id=request_id,
+                bucket=cursor.bucket,
+            )
+            cursor.advance(page)
+            for info in page.objects:
+                yield info
+
+    async def _unary(
+        self,
+        build: Callable[[RequestHeader], core.Request[T]],
+        *,
+        idempotent: bool,
+        timeout: float | None,
+        consistency: Consistency | None = None,
+        request_id: str | None = None,
+        bucket: bytes | None = None,
+        key: bytes | None = None,
+    ) -> T:
+        request_id = request_id or core.new_request_id()
+
+        async def attempt(address: str, deadline: Deadline) -> T:
+            request = build(self._session.header(request_id, consistency))
+            return await self._transport.call(address, request, self._left_s(deadline))
+
+        return await self._run(
+            attempt, idempotent=idempotent, timeout=timeout, bucket=bucket, key=key
+        )
+
+    async def _run(
+        self,
+        attempt: Attempt[T],
+        *,
+        idempotent: bool,
+        timeout: float | None,
+        retry: Retry | None = None,
+        failover: bool = True,
+        bucket: bytes | None = None,
+        key: bytes | None = None,
+    ) -> T:
+        """Make attempts until one succeeds, ``retry`` gives up, or the deadline passes.
+
+        ``bucket`` and ``key`` pick the nodes (``SeedRouter.route``); a placement-aware
+        router will send each key to its replicas.
+        """
+        timeout_s = self._timeout_s if timeout is None else core.check_timeout(timeout)
+        deadline = Deadline.after(timeout_s, self._clock())
+        policy = retry or self._retry
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                route = self._router.route(bucket, key)
+                return await self._attempt(attempt, route, deadline, failover=failover)
+            except CairnError as err:
+                delay = policy.next_delay_s(
+                    err,
+                    attempts,
+                    idempotent=idempotent,
+                    deadline_left_s=deadline.left_s(self._clock()),
+                    rng=self._rng,
+                )
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, attempt: Attempt[T], route: tuple[str, ...], deadline: Deadline, *, failover: bool
+    ) -> T:
+        """One attempt: the route's nodes in order, the next only if the request was
+        provably not sent to the previous one."""
+        error: CairnError | None = None
+        for address in route if failover else route[:1]:
+            if deadline.expired(self._clock()):
+                raise Timeout("the call's deadline passed before a node answered") from error
+            try:
+                result = await attempt(address, deadline)
+            except CairnError as err:
+                self._router.failed(address, err)
+                if not core.is_failover(err):
+                    raise
+                error = err
+                continue
+            self._router.succeeded(address)
+            return result
+        assert error is not None
+        raise error
+
+    def _left_s(self, deadline: Deadline) -> float:
+        left_s = deadline.left_s(self._clock())
+        if left_s <= 0:
+            raise Timeout("the call's deadline passed")
+        return left_s
+
+
+async def _value_messages(
+    head: core.PutHead, data: bytes
+) -> collections.abc.AsyncIterator[core.PutMessage]:
+    """The Put stream of a value held in memory."""
+    framer = core.PutFramer(head)
+    for chunk, last in core.split_value(data):
+        yield framer.frame(chunk, last=last)
+
+
+async def _source_messages(
+    head: core.PutHead, source: AsyncFileSource, progress: Progress | None
+) -> collections.abc.AsyncIterator[core.PutMessage]:
+    """The Put stream of a file, one chunk read ahead so that the last message can carry
+    the PutEnd; at most two chunks are in memory."""
+    framer = core.PutFramer(head)
+    chunk = await source.read()
+    while True:
+        following = await source.read() if chunk else b""
+        last = not following
+        yield framer.frame(chunk, last=last)
+        if progress is not None:
+            progress(framer.size, source.size)
+        if last:
+            return
+        chunk = following

@@ -1,0 +1,297 @@
+"""The plain values the SDK passes between its parts: objects, headers, requests, stream
+messages. Frozen dataclasses, no behaviour beyond building them.
+
+The facades build these, the transport (``cairn._transport``) turns them into protobuf
+messages and back, and ``cairn._core`` makes its decisions on them; no module but the
+transport ever sees a generated message. ``ObjectInfo`` and ``GetResult`` are public
+(``cairn.ObjectInfo``, ``cairn.GetResult``). ``cairn._core`` re-exports everything here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+
+from cairn.errors import InternalError
+from cairn.types import Version
+
+__all__ = [
+    "Consistency",
+    "CreateBucketRequest",
+    "DeleteBucketRequest",
+    "DeleteRequest",
+    "GetHead",
+    "GetPart",
+    "GetRequest",
+    "GetResult",
+    "GetSmallRequest",
+    "HeadRequest",
+    "ListBucketsRequest",
+    "ListPage",
+    "ListRequest",
+    "ObjectInfo",
+    "PutEnd",
+    "PutHead",
+    "PutMessage",
+    "PutSmallRequest",
+    "Request",
+    "RequestHeader",
+    "ResponseHeader",
+    "SmallValue",
+    "object_info",
+]
+
+Consistency = Literal["one", "quorum", "all"]
+"""How many replicas must answer; None (not a value here) means the cluster's default."""
+
+T = TypeVar("T")
+
+
+# --- objects and headers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """Everything about one object except its bytes: what ``head`` answers.
+
+    Attributes:
+        bucket: the bucket name.
+        key: the object key (UTF-8 decoded).
+        size: size of the whole stored value in bytes.
+        version: the version stamp the coordinator gave the write (newest wins).
+        checksum: CRC32C of the whole stored value, computed by the writer.
+        codec: the codec the value was stored with (``raw``, ``text``, ``json``, ...).
+        metadata: the user metadata given to ``put``.
+        tier: where the bytes live: ``local`` or ``s3`` (empty if the node did not say).
+        deleted: True only for tombstones (listed with ``include_deleted``).
+        partition: the partition of (bucket, key).
+        modified_ms: wall-clock time of the write, ms since the Unix epoch (for display).
+    """
+
+    bucket: str
+    key: str
+    size: int
+    version: Version
+    checksum: int
+    codec: str = "raw"
+    metadata: dict[str, str] = field(default_factory=dict, hash=False)
+    tier: str = ""
+    deleted: bool = False
+    partition: int = 0
+    modified_ms: int = 0
+
+
+def object_info(
+    *,
+    bucket: bytes,
+    key: bytes,
+    size: int,
+    version: Version,
+    checksum: int,
+    codec: str,
+    metadata: Mapping[str, str],
+    tier: str,
+    deleted: bool,
+    partition: int,
+    modified_ms: int,
+) -> ObjectInfo:
+    """Build an ``ObjectInfo`` from the wire's fields (names and keys as bytes).
+
+    An empty codec means ``raw`` (object.proto ``PutHeader.codec``).
+
+    Raises:
+        InternalError: the node sent a bucket name or key that is not valid text
+            (it validates both, so this is a bug).
+    """
+    try:
+        bucket_text = bucket.decode("ascii")
+        key_text = key.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InternalError(f"a node sent an undecodable bucket name or key: {exc}") from exc
+    return ObjectInfo(
+        bucket=bucket_text,
+        key=key_text,
+        size=size,
+        version=version,
+        checksum=checksum,
+        codec=codec or "raw",
+        metadata=dict(metadata),
+        tier=tier,
+        deleted=deleted,
+        partition=partition,
+        modified_ms=modified_ms,
+    )
+
+
+class GetResult(NamedTuple):
+    """What ``get_object`` returns: the decoded value and its ``ObjectInfo``.
+
+    A tuple, so ``value, info = c.get_object(...)`` works too.
+    """
+
+    value: Any
+    info: ObjectInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeader:
+    """The wire's ``RequestHeader`` (docs/protocol.md "Headers")."""
+
+    request_id: str
+    epoch: int
+    clock: Version
+    consistency: Consistency | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeader:
+    """The wire's ``ResponseHeader``: the answering node's epoch, clock and id."""
+
+    epoch: int
+    clock: Version
+    node_id: int
+
+
+# --- requests: one dataclass per unary RPC; Request[T] says what the call returns ------
+
+
+class Request(Generic[T]):
+    """Base of the unary requests; ``T`` is what the transport returns for it."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CreateBucketRequest(Request[None]):
+    header: RequestHeader
+    bucket: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteBucketRequest(Request[None]):
+    header: RequestHeader
+    bucket: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListBucketsRequest(Request[list[str]]):
+    header: RequestHeader
+
+
+@dataclass(frozen=True, slots=True)
+class PutHead:
+    """What a Put stores (the wire's ``PutHeader``); ``size`` when known up front."""
+
+    header: RequestHeader
+    bucket: bytes
+    key: bytes
+    codec: str
+    metadata: dict[str, str]
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PutSmallRequest(Request[ObjectInfo]):
+    head: PutHead
+    value: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class SmallValue:
+    """A ``GetSmall`` answer: ``value`` is None when the object is too large for it."""
+
+    info: ObjectInfo
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class GetSmallRequest(Request[SmallValue]):
+    header: RequestHeader
+    bucket: bytes
+    key: bytes
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRequest(Request[ObjectInfo]):
+    header: RequestHeader
+    bucket: bytes
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest(Request[Version]):
+    header: RequestHeader
+    bucket: bytes
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One List page; an empty ``next_page_token`` ends the listing."""
+
+    objects: tuple[ObjectInfo, ...]
+    next_page_token: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest(Request[ListPage]):
+    header: RequestHeader
+    bucket: bytes
+    prefix: bytes
+    start_after: bytes
+    page_token: bytes
+    limit: int
+    include_deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GetRequest:
+    """A streaming Get of the whole value or of ``[start, end)``."""
+
+    header: RequestHeader
+    bucket: bytes
+    key: bytes
+    start: int | None
+    end: int | None
+
+
+
+# --- the messages of the Put and Get streams --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PutEnd:
+    """The wire's ``PutEnd``: bytes sent and their CRC32C."""
+
+    size: int
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutMessage:
+    """One message of a Put stream: ``head`` on the first, ``end`` on the last."""
+
+    head: PutHead | None
+    chunk: bytes
+    end: PutEnd | None
+
+
+@dataclass(frozen=True, slots=True)
+class GetHead:
+    """The wire's ``GetHeader``: the whole object's info and the range actually sent."""
+
+    info: ObjectInfo
+    range_start: int
+    range_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetPart:
+    """One message of a Get stream (``head`` first, ``end_checksum`` last)."""
+
+    head: GetHead | None
+    chunk: bytes
+    end_checksum: int | None

@@ -1,0 +1,213 @@
+"""cairn._transport without sockets: the status -> error table and the message conversions."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from cairn import _core as core
+from cairn import _transport as transport
+from cairn._retry import NOT_SENT
+from cairn.errors import (
+    AlreadyExists,
+    BucketNotFound,
+    CairnError,
+    Conflict,
+    DiskFull,
+    FailedPrecondition,
+    IntegrityError,
+    InternalError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Timeout,
+    Unauthenticated,
+    Unavailable,
+)
+from cairn.types import Version
+from cairn.v1 import common_pb2, object_pb2
+
+pytestmark = pytest.mark.unit
+
+S = grpc.StatusCode
+ADDRESS = "127.0.0.1:7101"
+
+
+def error(status, message="m", metadata=None) -> CairnError:
+    return transport.error_from_status(status, message, metadata, ADDRESS)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (S.NOT_FOUND, NotFound),
+        (S.INVALID_ARGUMENT, InvalidArgument),
+        (S.OUT_OF_RANGE, InvalidArgument),
+        (S.UNAVAILABLE, Unavailable),
+        (S.DEADLINE_EXCEEDED, Timeout),
+        (S.DATA_LOSS, IntegrityError),
+        (S.RESOURCE_EXHAUSTED, ResourceExhausted),
+        (S.FAILED_PRECONDITION, FailedPrecondition),
+        (S.ALREADY_EXISTS, AlreadyExists),
+        (S.UNAUTHENTICATED, Unauthenticated),
+        (S.PERMISSION_DENIED, Unauthenticated),
+        (S.ABORTED, Conflict),
+        (S.CANCELLED, Unavailable),
+        (S.INTERNAL, InternalError),
+        (S.UNKNOWN, InternalError),
+        (S.UNIMPLEMENTED, InternalError),
+    ],
+)
+def test_bare_status_maps_by_the_table(status, cls):
+    err = error(status, "what the server said")
+    assert type(err) is cls
+    assert "what the server said" in str(err)
+    assert ADDRESS in str(err)
+    assert err.details["address"] == ADDRESS
+    assert err.details["grpc_status"] == status.name
+
+
+def test_every_status_has_a_class():
+    for status in S:
+        assert isinstance(error(status), CairnError)
+    assert type(transport.error_from_status(None, "", None, ADDRESS)) is InternalError
+
+
+def test_cairn_code_rebuilds_the_exact_class():
+    code = [("cairn-error-code", "BUCKET_NOT_FOUND")]
+    err = error(S.NOT_FOUND, "bucket 'x' does not exist", code)
+    assert type(err) is BucketNotFound
+    assert str(err) == "bucket 'x' does not exist"
+    assert isinstance(err, KeyError)
+    assert type(error(S.UNAVAILABLE, "full", [("cairn-error-code", "DISK_FULL")])) is DiskFull
+
+
+def test_unknown_cairn_code_falls_back_on_the_status():
+    err = error(S.UNAVAILABLE, "new", [("cairn-error-code", "SOME_FUTURE_CODE")])
+    assert type(err) is Unavailable
+    assert err.retryable
+
+
+def test_error_detail_carries_current_version_and_outcomes():
+    detail = common_pb2.Error(
+        code="CONFLICT",
+        message="newer version held",
+        current=common_pb2.Version(physical_ms=5, logical=1, node_id=2),
+        outcomes=[common_pb2.ReplicaOutcome(node_id=2, code="OK"),
+                  common_pb2.ReplicaOutcome(node_id=3, code="UNAVAILABLE", message="down")],
+    )
+    err = error(S.ABORTED, "x", [("cairn-error-bin", detail.SerializeToString())])
+    assert type(err) is Conflict
+    assert str(err) == "newer version held"
+    assert err.details["current"] == Version(5, 1, 2)
+    assert err.details["outcomes"] == {2: ("OK", ""), 3: ("UNAVAILABLE", "down")}
+
+
+def test_unreadable_error_detail_does_not_hide_the_error():
+    err = error(S.NOT_FOUND, "gone", [("cairn-error-code", "NOT_FOUND"),
+                                     ("cairn-error-bin", b"\xff\xff\xff")])
+    assert type(err) is NotFound
+
+
+def test_connection_failures_are_marked_not_sent():
+    refused = error(S.UNAVAILABLE, "failed to connect to all addresses; last error: "
+                    "UNKNOWN: ipv4:127.0.0.1:1: Failed to connect to remote host: "
+                    "Connection refused")
+    assert refused.details.get(NOT_SENT) is True
+    assert core.is_failover(refused)
+    answered = error(S.UNAVAILABLE, "quorum failed", [("cairn-error-code", "UNAVAILABLE")])
+    assert not answered.details.get(NOT_SENT)
+    reset = error(S.UNAVAILABLE, "Socket closed")
+    assert not reset.details.get(NOT_SENT)
+
+
+class FakeRpcError(grpc.RpcError):
+    def code(self):
+        return S.NOT_FOUND
+
+    def details(self):
+        return "object app/k not found"
+
+    def trailing_metadata(self):
+        return (("cairn-error-code", "NOT_FOUND"),)
+
+
+def test_error_from_rpc_reads_the_call():
+    err = transport.error_from_rpc(FakeRpcError(), ADDRESS)
+    assert type(err) is NotFound and str(err) == "object app/k not found"
+
+
+# --- conversions --------------------------------------------------------------------------
+
+HEADER = core.RequestHeader("rid", 0, Version(7, 1, 3), "quorum")
+
+
+def test_request_header_travels_whole():
+    pb = transport._header_pb(HEADER)
+    assert pb.request_id == "rid"
+    assert (pb.clock.physical_ms, pb.clock.logical, pb.clock.node_id) == (7, 1, 3)
+    assert pb.consistency == common_pb2.CONSISTENCY_QUORUM
+    assert transport._header_pb(core.RequestHeader("r", 0, Version(0), None)).consistency == (
+        common_pb2.CONSISTENCY_DEFAULT)
+
+
+def test_put_messages_set_size_only_when_known():
+    known = core.PutHead(HEADER, b"app", b"k", "json", {"a": "b"}, 5)
+    unknown = core.PutHead(HEADER, b"app", b"k", "raw", {}, None)
+    pb = transport._put_request_pb(core.PutMessage(known, b"abc", core.PutEnd(3, 9)))
+    assert pb.header.HasField("size") and pb.header.size == 5
+    assert pb.header.codec == "json" and dict(pb.header.metadata) == {"a": "b"}
+    assert pb.chunk == b"abc" and pb.end.size == 3 and pb.end.checksum == 9
+    pb = transport._put_request_pb(core.PutMessage(unknown, b"", None))
+    assert not pb.header.HasField("size") and not pb.HasField("end")
+    pb = transport._put_request_pb(core.PutMessage(None, b"x", None))
+    assert not pb.HasField("header")
+
+
+def test_get_request_ranges_keep_presence():
+    whole = transport._get_request_pb(core.GetRequest(HEADER, b"app", b"k", None, None))
+    assert not whole.HasField("range_start") and not whole.HasField("range_end")
+    ranged = transport._get_request_pb(core.GetRequest(HEADER, b"app", b"k", 0, 0))
+    assert ranged.HasField("range_start") and ranged.HasField("range_end")
+
+
+def test_get_parts_from_messages():
+    msg = object_pb2.GetResponse(chunk=b"ab")
+    msg.header.info.bucket = b"app"
+    msg.header.info.key = b"k"
+    msg.header.info.size = 2
+    msg.header.range_end = 2
+    msg.end.checksum = 0
+    part = transport._get_part(msg)
+    assert part.head is not None and part.head.range_end == 2 and part.head.info.key == "k"
+    assert part.chunk == b"ab" and part.end_checksum == 0
+    bare = transport._get_part(object_pb2.GetResponse(chunk=b"c"))
+    assert bare.head is None and bare.end_checksum is None
+
+
+def test_every_unary_request_has_a_route():
+    requests = {c for c in vars(core).values()
+                if isinstance(c, type) and issubclass(c, core.Request) and c is not core.Request}
+    assert requests == set(transport._UNARY)
+
+
+def test_an_async_transport_belongs_to_one_event_loop():
+    import asyncio
+
+    t = transport.AsyncTransport(lambda header: None)
+
+    async def stub():
+        return t._stub(ADDRESS)  # makes a channel; connects only when a call is made
+
+    asyncio.run(stub())
+    with pytest.raises(RuntimeError, match="event loop"):
+        asyncio.run(stub())
+
+
+def test_a_closed_transport_refuses_calls():
+    t = transport.SyncTransport(lambda header: None)
+    t._stub(ADDRESS)
+    t.close()
+    t.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        t._stub(ADDRESS)
