@@ -169,9 +169,10 @@ class Engine:
     # ------------------------------------------------------------------ validation
 
     def _check_names(self, bucket: str, key: bytes) -> bytes:
-        why = validate_bucket(bucket)
-        if why:
-            raise InvalidArgument(f"invalid bucket name {bucket!r}: {why}")
+        if bucket not in self._buckets:  # a known bucket was validated when created
+            why = validate_bucket(bucket)
+            if why:
+                raise InvalidArgument(f"invalid bucket name {bucket!r}: {why}")
         why = validate_key(key, self.config.max_key_bytes)
         if why:
             raise InvalidArgument(f"invalid key: {why}")
