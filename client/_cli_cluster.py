@@ -218,4 +218,34 @@ def _announce(cluster: LocalCluster) -> None:
         )
     seeds = ",".join(cluster.seeds)
     _say(f"seeds: {seeds}")
+    _self_check(cluster)
     _say(f"cairn: in another terminal: export CAIRN_SEEDS={seeds}; Ctrl-C stops the cluster")
+
+
+SELF_CHECK_BUCKET = "cairn-selfcheck"
+
+
+def _self_check(cluster: LocalCluster) -> None:
+    """Show the cluster working: write an object at quorum, read it back through
+    another node, and say so. A failure is reported, not fatal."""
+    import time
+
+    from cairn import AlreadyExists, CairnError, Client
+
+    seeds = cluster.seeds
+    value = f"written at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+    try:
+        with Client(seeds[:1], timeout=10.0) as writer:
+            with contextlib.suppress(AlreadyExists):
+                writer.create_bucket(SELF_CHECK_BUCKET)
+            info = writer.put(SELF_CHECK_BUCKET, "probe", value)
+        with Client(seeds[-1:], timeout=10.0) as reader:
+            back = reader.get(SELF_CHECK_BUCKET, "probe")
+    except CairnError as exc:
+        _warn(f"self-check failed: {exc}")
+        return
+    if back != value:
+        _warn(f"self-check read back {back!r}, expected {value!r}")
+        return
+    _say(f"cairn: self-check ok: wrote {SELF_CHECK_BUCKET}/probe through {seeds[0]} "
+         f"(version {info.version}) and read it back through {seeds[-1]}")

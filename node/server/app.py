@@ -113,6 +113,7 @@ class Node:
         self.hints: HintStore | None = None
         self.coordinator: Coordinator | None = None
         self._background: asyncio.Task[None] | None = None
+        self._replica_service: ReplicaService | None = None
 
     @property
     def address(self) -> str:
@@ -161,6 +162,7 @@ class Node:
             "hints_replayed_total": float(coordinator.stats["hints_replayed"]),
         })
         ctx = make_context(config, coordinator, metrics)
+        self._replica_service = ReplicaService(ctx)
         server.add_generic_rpc_handlers((
             _generic_handler(object_pb2.DESCRIPTOR.services_by_name["ObjectService"],
                              ObjectService(ctx)),
@@ -168,7 +170,7 @@ class Node:
                              AdminService(ctx, self.engine, self.started,
                                           lambda: len(hints) if hints else 0)),
             _generic_handler(replica_pb2.DESCRIPTOR.services_by_name["ReplicaService"],
-                             ReplicaService(ctx)),
+                             self._replica_service),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await server.start()
@@ -209,6 +211,8 @@ class Node:
             with contextlib.suppress(BaseException):
                 await self._background
             self._background = None
+        if self._replica_service is not None:
+            self._replica_service.closing.set()  # end the peers' long-lived streams
         if self.server is not None:
             try:
                 await self.server.stop(self.config.shutdown_grace_s)

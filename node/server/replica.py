@@ -44,6 +44,9 @@ class ReplicaService:
 
     def __init__(self, ctx: _Context) -> None:
         self.ctx = ctx
+        # Set at shutdown: long-lived Replicate streams finish their in-flight writes
+        # and end, so the server's graceful stop does not wait out its whole grace.
+        self.closing = asyncio.Event()
 
     @property
     def _coord(self) -> Any:
@@ -143,14 +146,28 @@ class ReplicaService:
                 await out.put(done)
 
         reader = asyncio.ensure_future(read_requests())
+        closing = asyncio.ensure_future(self.closing.wait())
         try:
             while True:
-                item = await out.get()
+                getter = asyncio.ensure_future(out.get())
+                await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    reader.cancel()  # take no new writes; answer the ones in flight
+                    if tasks:
+                        await asyncio.gather(*list(tasks), return_exceptions=True)
+                    while not out.empty():
+                        item = out.get_nowait()
+                        if item is not done:
+                            yield item
+                    return
+                item = getter.result()
                 if item is done:
                     return
                 yield item
         finally:
             reader.cancel()
+            closing.cancel()
 
     @unary
     async def ReplicaHead(self, request: Any, context: Any) -> Any:
