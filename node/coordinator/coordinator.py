@@ -125,6 +125,7 @@ class Coordinator:
         self.config = config or CoordinatorConfig()
         self._background: set[asyncio.Task[object]] = set()
         self._repairs = asyncio.Semaphore(REPAIR_CONCURRENCY)
+        self._fetching_epoch = cluster_map.epoch
         self.stats = {"read_repairs": 0, "hints_replayed": 0, "hints_written": 0}
 
     # ------------------------------------------------------------------ placement
@@ -136,15 +137,41 @@ class Coordinator:
         partition = self.partition(bucket, key)
         return partition, replicas(self.cluster_map, partition)
 
-    def observe(self, remote: Version | None) -> None:
-        """Advance the clock past a stamp seen in a message (every message carries one)."""
+    def observe(self, remote: Version | None, epoch: int = 0, sender: int = 0) -> None:
+        """Advance the clock past a stamp seen in a message (every message carries one),
+        and fetch the cluster map from a node that sent a newer epoch than ours."""
         if remote is not None and remote.physical_ms:
             self.clock.update(remote)
+        if epoch > self.cluster_map.epoch and sender and self.peers is not None and (
+                epoch > self._fetching_epoch):
+            self._fetching_epoch = epoch
+            self._spawn(self._fetch_map(NodeId(sender), epoch))
+
+    async def _fetch_map(self, sender: NodeId, epoch: int) -> None:
+        assert self.peers is not None
+        try:
+            new = await self.peers.fetch_map(sender, self.config.replica_timeout_s)
+        except CairnError as exc:
+            log.warning("could not fetch map epoch %d from node %s: %s", epoch, sender, exc)
+            self._fetching_epoch = self.cluster_map.epoch
+            return
+        self.use_map(new)
+
+    def use_map(self, new: ClusterMap) -> bool:
+        """Swap in a newer cluster map (an immutable value: one assignment swaps it)."""
+        if new.epoch <= self.cluster_map.epoch:
+            return False
+        log.info("cluster map epoch %d -> %d", self.cluster_map.epoch, new.epoch)
+        self.cluster_map = new
+        if self.peers is not None:
+            self.peers.use_map(new)
+        return True
 
     def _spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
 
     async def drain(self) -> None:
         """Wait for background replication, repairs and hint writes (shutdown, tests)."""
@@ -845,6 +872,11 @@ def _force_put(q: asyncio.Queue[object], item: object) -> None:
             return
         except asyncio.QueueFull:
             q.get_nowait()
+
+
+def _log_failure(task: asyncio.Task[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", exc_info=task.exception())
 
 
 def _swallow(task: asyncio.Task[object]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from cairn.cluster.clustermap import ClusterMap
 from cairn.cluster.ids import NodeId
 from cairn.node.storage.reader import ObjectInfo
 from cairn.types import Version
@@ -88,6 +89,14 @@ class Peers(Protocol):
     async def bucket(self, node: NodeId, bucket: str, delete: bool, created_ms: int,
                      timeout_s: float) -> bool:
         """Create (or delete) a bucket on ``node`` only; returns whether it existed."""
+        ...
+
+    async def fetch_map(self, node: NodeId, timeout_s: float) -> ClusterMap:
+        """The cluster map ``node`` holds."""
+        ...
+
+    def use_map(self, cluster_map: ClusterMap) -> None:
+        """Route by a newer map from now on (addresses may have changed)."""
         ...
 
     async def ping(self, node: NodeId, timeout_s: float) -> bool:

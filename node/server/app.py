@@ -148,8 +148,7 @@ class Node:
                 HintStore, os.path.join(config.data[0], HINTS_DIR))
         health_view = HealthView()
         if len(cluster_map.nodes) > 1:
-            self.peers = GrpcPeers(cluster_map, node_id, clock.now, lambda: cluster_map.epoch,
-                                   health_view)
+            self.peers = GrpcPeers(cluster_map, node_id, clock.now, health_view)
         coordinator = Coordinator(
             self.aengine, clock, cluster_map, node_id, self.peers, self.hints,
             health_view, CoordinatorConfig(replica_timeout_s=config.replica_timeout_s,

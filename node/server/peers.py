@@ -28,7 +28,14 @@ from cairn.node.coordinator.peers import RemoteRead, ReplicaAck, ReplicaWrite
 from cairn.node.storage import format as fmt
 from cairn.node.storage.reader import ObjectInfo
 from cairn.types import Version
-from cairn.v1 import common_pb2, object_pb2, replica_pb2, replica_pb2_grpc
+from cairn.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    object_pb2,
+    replica_pb2,
+    replica_pb2_grpc,
+)
 
 from . import wire
 from .errors import ERROR_CODE_KEY
@@ -192,8 +199,7 @@ class GrpcPeers:
     """The gRPC implementation of ``cairn.node.coordinator.peers.Peers``."""
 
     def __init__(self, cluster_map: ClusterMap, self_id: NodeId,
-                 clock: Callable[[], Version], epoch: Callable[[], int],
-                 health: HealthView | None = None) -> None:
+                 clock: Callable[[], Version], health: HealthView | None = None) -> None:
         self.cluster_map = cluster_map
         # A node believed up is waited for (up to the call's deadline) while its channel
         # reconnects; a node known to be down fails fast, so a lost quorum is reported
@@ -201,10 +207,10 @@ class GrpcPeers:
         self.health = health or HealthView()
         self.self_id = self_id
         self._clock = clock
-        self._epoch = epoch
         self._channels: dict[NodeId, grpc.aio.Channel] = {}
         self._stubs: dict[NodeId, replica_pb2_grpc.ReplicaServiceStub] = {}
         self._links: dict[NodeId, _Link] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _stub(self, node: NodeId) -> replica_pb2_grpc.ReplicaServiceStub:
         stub = self._stubs.get(node)
@@ -219,7 +225,8 @@ class GrpcPeers:
         return self.health.is_up(node)
 
     def _header(self) -> common_pb2.RequestHeader:
-        return common_pb2.RequestHeader(request_id=uuid.uuid4().hex, epoch=self._epoch(),
+        return common_pb2.RequestHeader(request_id=uuid.uuid4().hex,
+                                        epoch=self.cluster_map.epoch,
                                         clock=wire.version_to_pb(self._clock()),
                                         node_id=self.self_id)
 
@@ -339,6 +346,35 @@ class GrpcPeers:
                                              created_ms=created_ms), timeout=timeout_s,
             wait_for_ready=self._patient(node)))
         return bool(reply.existed)
+
+    async def fetch_map(self, node: NodeId, timeout_s: float) -> ClusterMap:
+        self._stub(node)
+        stub = admin_pb2_grpc.AdminServiceStub(self._channels[node])
+        reply = await self._call(node, stub.GetClusterMap(
+            admin_pb2.GetClusterMapRequest(header=self._header()), timeout=timeout_s))
+        m = reply.map
+        return ClusterMap.from_dict({
+            "epoch": m.epoch, "replicas_n": m.replicas_n, "write_quorum": m.write_quorum,
+            "read_quorum": m.read_quorum, "partitions": m.partitions,
+            "nodes": [{"id": n.id, "address": n.address, "zone": n.zone, "weight": n.weight}
+                      for n in m.nodes],
+        })
+
+    def use_map(self, cluster_map: ClusterMap) -> None:
+        old = self.cluster_map
+        self.cluster_map = cluster_map
+        for node in list(self._channels):
+            moved = node not in cluster_map.node_ids or (
+                node in old.node_ids and old.node(node).address != cluster_map.node(node).address)
+            if moved:  # a node that left or moved: its channel and link go
+                channel = self._channels.pop(node)
+                self._stubs.pop(node, None)
+                link = self._links.pop(node, None)
+                closing = [channel.close()] + ([link.close()] if link is not None else [])
+                for coro in closing:
+                    task = asyncio.ensure_future(coro)
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
 
     async def ping(self, node: NodeId, timeout_s: float) -> bool:
         self._stub(node)

@@ -67,8 +67,8 @@ class _Context:
     def observe(self, header: common_pb2.RequestHeader) -> str:
         """Note the request id and clock of a request; return its consistency level."""
         request_id.set(header.request_id or uuid.uuid4().hex)
-        if header.HasField("clock"):
-            self.coordinator.observe(wire.version_from_pb(header.clock))
+        clock = wire.version_from_pb(header.clock) if header.HasField("clock") else None
+        self.coordinator.observe(clock, header.epoch, header.node_id)
         return CONSISTENCY.get(header.consistency, "quorum")
 
 

@@ -167,3 +167,27 @@ def test_kill_9_during_puts_loses_no_acknowledged_write(cluster):
     for key, value in acked.items():
         assert cluster.client(1 + len(key) % 3).get("app", key) == value, key
     cluster.replicas_agree("app", list(acked), timeout_s=30)
+
+
+def test_a_node_that_sees_a_newer_epoch_fetches_the_map(tmp_path):
+    from cairn.cluster.clustermap import ClusterMap
+    from cairn.v1 import admin_pb2, admin_pb2_grpc
+
+    root = tmp_path / "c"
+    plain = Cluster(root)  # to learn the map and ports it will use
+    newer = ClusterMap.from_dict({**plain.map.to_dict(), "epoch": plain.map.epoch + 1})
+    newer_path = tmp_path / "newer.json"
+    newer_path.write_text(newer.to_json())
+    plain.procs[1].extra += ["--cluster-map", str(newer_path)]
+    with plain as c:
+        create_bucket(c)
+        c.client(1).put("app", b"k", b"v")  # node 1 replicates to 2 and 3 with epoch 2
+
+        def epoch(node: int) -> int:
+            stub = admin_pb2_grpc.AdminServiceStub(c.client(node).channel)
+            return stub.Status(admin_pb2.StatusRequest(), timeout=5).status.epoch
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (epoch(2), epoch(3)) != (newer.epoch,) * 2:
+            time.sleep(0.1)
+        assert (epoch(1), epoch(2), epoch(3)) == (newer.epoch,) * 3
