@@ -574,7 +574,9 @@ def test_fault_during_compaction_loses_nothing(tmp_path, engines, sparse_store, 
     store.check(again)
 
 
-@pytest.mark.parametrize("fsyncs_before", [0, 2, 6])
+# How many commit fsyncs compaction makes depends on batching (timing); keep the
+# chosen one early enough that every run reaches it.
+@pytest.mark.parametrize("fsyncs_before", [0, 1, 2])
 def test_power_cut_during_compaction_loses_nothing(tmp_path, engines, sparse_store,
                                                    fsyncs_before):
     template, expected = sparse_store
