@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 from cairn.cluster.clustermap import ClusterMap
 from cairn.cluster.health import HealthView
@@ -178,8 +178,8 @@ class Coordinator:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    def _quorum(self, consistency: str, kind: str, n: int) -> int:
-        return min(self.cluster_map.quorum_for(consistency, kind), n)
+    def _quorum(self, consistency: str, kind: Literal["read", "write"], n: int) -> int:
+        return min(self.cluster_map.quorum_for(_level(consistency), kind), n)
 
     # ------------------------------------------------------------------ buckets
 
@@ -355,8 +355,8 @@ class Coordinator:
                     on_late_failure(node, t.exception())  # type: ignore[arg-type]
 
             task.add_done_callback(late)
-            self._background.add(task)  # type: ignore[arg-type]
-            task.add_done_callback(self._background.discard)  # type: ignore[arg-type]
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return tally
 
     def _note_failure(self, node: NodeId, exc: BaseException) -> None:
@@ -820,7 +820,7 @@ class Coordinator:
         if not failed:
             return
         m = self.cluster_map
-        need = min(m.quorum_for(consistency, "read"), m.replicas_n)
+        need = min(m.quorum_for(_level(consistency), "read"), m.replicas_n)
         for partition in range(m.partitions):
             have = sum(1 for n in replicas(m, partition) if n in answered)
             if have < need:
@@ -828,6 +828,14 @@ class Coordinator:
                     f"listing needs {need} replicas of every partition; partition {partition} "
                     f"has {have} among the {len(answered)} nodes that answered: "
                     f"{_describe(failed)}")
+
+
+def _level(consistency: str) -> Literal["one", "quorum", "all"]:
+    if consistency == "one":
+        return "one"
+    if consistency == "all":
+        return "all"
+    return "quorum"
 
 
 def _ack_of(applied: bool, stored: Version, sent: Version) -> ReplicaAck:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import grpc
+from google.protobuf import message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cairn.cluster.clustermap import ClusterMap, NodeInfo
@@ -61,7 +62,7 @@ def _generic_handler(service_descriptor: Any, servicer: Any) -> grpc.GenericRpcH
     }
     handlers = {}
     for method in service_descriptor.methods:
-        response = wire.message_factory.GetMessageClass(method.output_type)
+        response = message_factory.GetMessageClass(method.output_type)
         factory = factories[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = factory(
             getattr(servicer, method.name),
@@ -239,8 +240,8 @@ class Node:
         if self.hints is not None:
             self.hints.close()
             self.hints = None
-        for exc in errors:
-            log.error("error while stopping: %s", exc)
+        for error in errors:
+            log.error("error while stopping: %s", error)
         log.info("stopped")
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -202,10 +202,10 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
             if name not in _FIELDS or name == "engine":
                 raise InvalidArgument(f"unknown setting {name!r} in {path}")
             values[name] = _coerce(name, raw, _FIELDS[name].type)
-    for name, f in _FIELDS.items():
+    for name, spec in _FIELDS.items():
         var = ENV_PREFIX + name.upper()
         if name != "engine" and var in env:
-            values[name] = _coerce(var, env[var], f.type)
+            values[name] = _coerce(var, env[var], spec.type)
     engine.update(_engine_env(env))
     flags = {
         "data": tuple(args.data) if args.data else None, "listen": args.listen,

@@ -74,7 +74,7 @@ def error_from_rpc(node: NodeId, err: grpc.RpcError) -> CairnError:
             code = str(value)
     status = err.code() if hasattr(err, "code") else None
     if not code:
-        code = _STATUS_CODES.get(status, "UNAVAILABLE")  # type: ignore[arg-type]
+        code = _STATUS_CODES.get(status, "UNAVAILABLE")
     details = err.details() if hasattr(err, "details") else str(err)
     return error_for_code(code, f"node {node}: {details}")
 
@@ -218,7 +218,7 @@ class GrpcPeers:
             address = self.cluster_map.node(node).address
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[node] = channel
-            stub = self._stubs[node] = replica_pb2_grpc.ReplicaServiceStub(channel)
+            stub = self._stubs[node] = replica_pb2_grpc.ReplicaServiceStub(channel)  # type: ignore[no-untyped-call]
         return stub
 
     def _patient(self, node: NodeId) -> bool:
@@ -349,7 +349,7 @@ class GrpcPeers:
 
     async def fetch_map(self, node: NodeId, timeout_s: float) -> ClusterMap:
         self._stub(node)
-        stub = admin_pb2_grpc.AdminServiceStub(self._channels[node])
+        stub = admin_pb2_grpc.AdminServiceStub(self._channels[node])  # type: ignore[no-untyped-call]
         reply = await self._call(node, stub.GetClusterMap(
             admin_pb2.GetClusterMapRequest(header=self._header()), timeout=timeout_s))
         m = reply.map

@@ -8,6 +8,7 @@ so hundreds of concurrent puts need no more than a handful of threads.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import queue
 import threading
@@ -156,7 +157,7 @@ class AsyncEngine:
         finally:
             await self._run(reader.close)
 
-    async def list(self, bucket: str, **kwargs: Any) -> list[ObjectInfo]:
+    async def list(self, bucket: str, **kwargs: Any) -> builtins.list[ObjectInfo]:
         return await self._run(self.engine.list, bucket, **kwargs)
 
     async def create_bucket(self, name: str) -> None:
@@ -165,5 +166,5 @@ class AsyncEngine:
     async def delete_bucket(self, name: str) -> None:
         await self._run(self.engine.delete_bucket, name)
 
-    async def scrub(self) -> list[ScrubReport]:
+    async def scrub(self) -> builtins.list[ScrubReport]:
         return await self._run(self.engine.scrub)

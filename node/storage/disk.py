@@ -241,6 +241,7 @@ class Disk:
         self._open_lmdb()
         with self._read_txn() as txn:
             stored = txn.get(b"disk_id", db=self._dbs[DB_META])
+            stored = bytes(stored) if stored is not None else None
         if stored is None:
             with self._write_txn() as txn:
                 txn.put(b"disk_id", disk_id.encode(), db=self._dbs[DB_META])
@@ -817,9 +818,9 @@ class Disk:
                 if p.new_segment is not None:
                     self._segments[p.new_segment.segment_id] = p.new_segment
             for sid, delta in deltas.items():
-                st = self._segments.get(sid)
-                if st is not None:
-                    delta.apply(st)
+                changed = self._segments.get(sid)
+                if changed is not None:
+                    delta.apply(changed)
             for p in batch:
                 if p.new_segment is None and not p.remove:
                     st = self._segments[p.entry.segment_id]
@@ -967,6 +968,7 @@ class Disk:
                 if exclusive and cur.key() == position and not cur.next():
                     return
                 for k, v in cur:
+                    k, v = bytes(k), bytes(v)
                     if not k.startswith(stop_prefix):
                         break
                     batch.append((k, v))
@@ -994,7 +996,8 @@ class Disk:
                     return
                 if exclusive and cur.key() == position and not cur.next():
                     return
-                for k in cur.iternext(keys=True, values=False):
+                for raw in cur.iternext(keys=True, values=False):
+                    k = bytes(raw)
                     if not k.startswith(prefix):
                         break
                     batch.append(k)
@@ -1083,7 +1086,7 @@ class Disk:
     def buckets(self) -> dict[bytes, bytes]:
         self.check_readable()
         with self._read_txn() as txn:
-            return dict(txn.cursor(db=self._dbs[DB_BUCKETS]))
+            return {bytes(k): bytes(v) for k, v in txn.cursor(db=self._dbs[DB_BUCKETS])}
 
     def segment_states(self) -> list[fmt.SegmentState]:
         with self._cond:

@@ -8,6 +8,7 @@ delete older than what is stored changes nothing and says so (``WriteResult.appl
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import heapq
 import json
@@ -213,7 +214,7 @@ class Engine:
                 raise AlreadyExists(f"bucket {name!r} already exists")
             info = {"created_ms": self.now_ms()}
             self._write_bucket(name, json.dumps(info).encode())
-            self._buckets[name] = info
+            self._buckets[name] = dict(info)
 
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket (tombstones do not count as content).
@@ -572,7 +573,7 @@ class Engine:
         start_after: bytes = b"",
         limit: int = 1000,
         include_deleted: bool = False,
-    ) -> list[ObjectInfo]:
+    ) -> builtins.list[ObjectInfo]:
         """Objects of a bucket in key order: keys starting with ``prefix``, after
         ``start_after``, at most ``limit`` of them.
 
@@ -645,7 +646,7 @@ class Engine:
 
     # ------------------------------------------------------------------ maintenance
 
-    def compact(self, *, force: bool = False) -> list[CompactionReport]:
+    def compact(self, *, force: bool = False) -> builtins.list[CompactionReport]:
         """Rewrite sealed segments below ``compaction_live_ratio`` on every writable disk,
         purging tombstones older than ``tombstone_grace_s``. Reads and writes go on."""
         grace_ms = int(self.config.tombstone_grace_s * 1000)
@@ -655,14 +656,14 @@ class Engine:
             for disk in self.disks if disk.state in (DiskState.OK, DiskState.FULL)
         ]
 
-    def scrub(self, *, rate_bytes_s: float | None = None) -> list[ScrubReport]:
+    def scrub(self, *, rate_bytes_s: float | None = None) -> builtins.list[ScrubReport]:
         """Verify every record on every readable disk; damaged copies are flagged (never
         served again) and listed, one report per disk."""
         return [scrub_disk(disk, rate_bytes_s=rate_bytes_s) for disk in self._readable()]
 
     # ------------------------------------------------------------------ status
 
-    def status(self) -> list[DiskStatus]:
+    def status(self) -> builtins.list[DiskStatus]:
         """One line of health and usage per disk."""
         out = []
         for disk in self.disks:

@@ -71,7 +71,8 @@ class CorruptRecord(Exception):
 
 def crc32c(data: bytes | memoryview, crc: int = 0) -> int:
     """CRC32C of ``data``, continuing from ``crc``."""
-    return _crc32c.crc32c(data, crc)  # type: ignore[no-any-return]
+    value: int = _crc32c.crc32c(data, crc)
+    return value
 
 
 # ---------------------------------------------------------------------------------

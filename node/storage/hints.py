@@ -87,7 +87,7 @@ class HintStore:
     def pending(self, target: int, limit: int) -> list[Hint]:
         """Up to ``limit`` hints for ``target`` (a short read transaction)."""
         prefix = _TARGET.pack(target)
-        out = []
+        out: list[Hint] = []
         with self._env.begin() as txn:
             cur = txn.cursor()
             if not cur.set_range(prefix):
