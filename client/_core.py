@@ -1,15 +1,16 @@
 """The SDK's core: everything ``Client`` and ``AsyncClient`` decide, and nothing they do.
 
-Owns argument checks, request headers and the client's clock, routing between seeds,
-Put framing (head on the first message, ``PutEnd`` on the last, CRC32C on the way), Get
-stream verification, List paging, and the choice between the unary fast path and a
-stream. No I/O, no sleeping, no gRPC: the facades run the loops
+Owns argument checks, request headers and the client's clock, routing (in
+``cairn._routing``: the cluster map, replicas by placement, health, per-attempt time
+shares; re-exported here), Put framing (head on the first message, ``PutEnd`` on the
+last, CRC32C on the way), Get stream verification, List paging, and the choice between
+the unary fast path and a stream. No I/O, no sleeping, no gRPC: the facades run the loops
 (``client/_async_client.py``), the transport (``client/_transport.py``) turns the values
 into protobuf messages. The values themselves (``ObjectInfo``, headers, requests, stream
 messages) live in ``cairn._values`` and are re-exported here, so the facades and the
 transport read ``core.X`` for all of them.
 
-Entry points: ``ObjectInfo``, ``Session`` (headers and the clock), ``SeedRouter``,
+Entry points: ``ObjectInfo``, ``Session`` (headers and the clock), ``Router``,
 ``PutFramer``, ``GetVerifier``, ``ListCursor``, the ``check_*`` functions.
 ``docs/sdk.md`` explains the decisions to users.
 """
@@ -24,12 +25,28 @@ from typing import Final
 
 import crc32c
 
-from cairn._retry import NOT_SENT
+from cairn._routing import (
+    ANSWERED,
+    MIN_ATTEMPT_TIMEOUT_S,
+    Router,
+    SeedRouter,
+    attempt_deadline,
+    attempt_timeout_s,
+    avoid,
+    health_order,
+    is_failover,
+    is_node_failure,
+    map_fetch_deadline,
+    retry_delay_s,
+)
 from cairn._values import (
+    ClusterMapRequest,
     Consistency,
     CreateBucketRequest,
     DeleteBucketRequest,
     DeleteRequest,
+    DiskStatus,
+    FetchedMap,
     GetHead,
     GetPart,
     GetRequest,
@@ -39,6 +56,8 @@ from cairn._values import (
     ListBucketsRequest,
     ListPage,
     ListRequest,
+    NodeStatus,
+    NodeStatusRequest,
     ObjectInfo,
     PutEnd,
     PutHead,
@@ -52,26 +71,29 @@ from cairn._values import (
 )
 from cairn.codecs import Codec, CodecRegistry
 from cairn.errors import (
-    CairnError,
     IntegrityError,
     InternalError,
     InvalidArgument,
-    Unavailable,
 )
 from cairn.types import MAX_KEY_BYTES, Version, validate_bucket, validate_key
 
 __all__ = [
+    "ANSWERED",
     "CHUNK_BYTES",
     "DEFAULT_TIMEOUT_S",
     "MAX_METADATA_BYTES",
     "MAX_PAGE_SIZE",
+    "MIN_ATTEMPT_TIMEOUT_S",
     "SEEDS_ENV",
     "SMALL_OBJECT_BYTES",
     "ZERO_VERSION",
+    "ClusterMapRequest",
     "Consistency",
     "CreateBucketRequest",
     "DeleteBucketRequest",
     "DeleteRequest",
+    "DiskStatus",
+    "FetchedMap",
     "GetHead",
     "GetPart",
     "GetRequest",
@@ -83,6 +105,8 @@ __all__ = [
     "ListCursor",
     "ListPage",
     "ListRequest",
+    "NodeStatus",
+    "NodeStatusRequest",
     "ObjectInfo",
     "PutEnd",
     "PutFramer",
@@ -92,9 +116,14 @@ __all__ = [
     "Request",
     "RequestHeader",
     "ResponseHeader",
+    "Router",
     "SeedRouter",
     "Session",
     "SmallValue",
+    "attempt_deadline",
+    "attempt_timeout_s",
+    "avoid",
+    "check_address",
     "check_bucket",
     "check_consistency",
     "check_key",
@@ -105,11 +134,15 @@ __all__ = [
     "check_source_size",
     "check_timeout",
     "checksum",
+    "health_order",
     "is_failover",
+    "is_node_failure",
     "make_registry",
+    "map_fetch_deadline",
     "new_request_id",
     "object_info",
     "parse_seeds",
+    "retry_delay_s",
     "shelf_codec",
     "split_value",
     "use_put_small",
@@ -150,8 +183,10 @@ class Session:
 
     Keeps the greatest ``ResponseHeader.clock`` seen and sends it in every request, so a
     call that starts after another finished is stamped after it, whichever node
-    coordinates it (docs/protocol.md "Clocks"). ``map_epoch`` stays 0 until the client
-    fetches cluster maps; ``newest_epoch`` records the newest epoch a node reported.
+    coordinates it (docs/protocol.md "Clocks"). ``map_epoch`` is the epoch of the
+    cluster map the client routes with (0 until it fetched one), sent in every request;
+    ``newest_epoch`` is the newest epoch a node reported and ``newest_epoch_node`` the
+    node that reported it first, where the map is fetched from when it is newer.
     Thread-safe: the sync client may be shared between threads.
     """
 
@@ -159,6 +194,7 @@ class Session:
         self.consistency = check_consistency(consistency)
         self.map_epoch = 0
         self.newest_epoch = 0
+        self.newest_epoch_node = 0
         self._clock = ZERO_VERSION
         self._lock = threading.Lock()
 
@@ -181,7 +217,9 @@ class Session:
         with self._lock:
             if response.clock > self._clock:
                 self._clock = response.clock
-            self.newest_epoch = max(self.newest_epoch, response.epoch)
+            if response.epoch > self.newest_epoch:
+                self.newest_epoch = response.epoch
+                self.newest_epoch_node = response.node_id
 
 
 # --- argument checks: every one raises InvalidArgument before any I/O ----------------
@@ -359,6 +397,20 @@ def parse_seeds(
     return tuple(found)
 
 
+def check_address(address: object) -> str:
+    """Return a node address, ``host:port``.
+
+    Raises:
+        InvalidArgument: not a ``host:port`` string.
+    """
+    from cairn.cluster.clustermap import parse_address  # pure; shared with the node
+
+    if not isinstance(address, str):
+        raise InvalidArgument(f"a node address must be a 'host:port' string, not {address!r}")
+    parse_address(address)
+    return address
+
+
 def make_registry(
     allow_pickle: bool, codecs: Iterable[Codec] | CodecRegistry | None
 ) -> CodecRegistry:
@@ -382,51 +434,7 @@ def make_registry(
     return CodecRegistry(allow_pickle=bool(allow_pickle), codecs=codecs or ())
 
 
-# --- routing -------------------------------------------------------------------------
-
-
-class SeedRouter:
-    """Which node gets a call: for now any seed, the last one that answered first.
-
-    With one node (or before the client knows the cluster map) every node can
-    coordinate every call. ``route`` takes the bucket and key so that a placement-aware
-    router (``cairn.cluster.placement`` over the cluster map) can replace this one
-    without touching the facades: it will return the key's replicas, healthy first.
-    """
-
-    def __init__(self, seeds: Sequence[str]) -> None:
-        if not seeds:
-            raise InvalidArgument("a router needs at least one address")
-        self._seeds = tuple(seeds)
-        self._preferred = 0
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        return self._seeds
-
-    def route(self, bucket: bytes | None = None, key: bytes | None = None) -> tuple[str, ...]:
-        """Addresses to try for one attempt, in order (every seed, the preferred first)."""
-        p = self._preferred
-        return self._seeds[p:] + self._seeds[:p]
-
-    def succeeded(self, address: str) -> None:
-        """``address`` answered: keep sending there."""
-        if address in self._seeds:
-            self._preferred = self._seeds.index(address)
-
-    def failed(self, address: str, error: CairnError) -> None:
-        """``address`` failed with a retryable error: prefer the next seed from now on."""
-        if error.retryable and self._seeds[self._preferred] == address:
-            self._preferred = (self._preferred + 1) % len(self._seeds)
-
-
-def is_failover(error: CairnError) -> bool:
-    """Whether to try the next address at once, within the same attempt.
-
-    Only when the request provably never left this process (connection refused, no
-    channel): then no other node can have seen it, whatever the call.
-    """
-    return isinstance(error, Unavailable) and bool(error.details.get(NOT_SENT))
+# --- routing: in cairn._routing, re-exported here ------------------------------------------
 
 
 # --- Put ------------------------------------------------------------------------------

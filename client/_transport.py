@@ -1,7 +1,8 @@
 """The SDK's only door to gRPC: channels, stubs, protobuf <-> core values, status -> error.
 
 Owns one gRPC channel per node address (``grpc.aio`` channels for ``AsyncClient``,
-grpc's own blocking channels for ``Client``), the conversion between the core's plain
+grpc's own blocking channels for ``Client``), shared by the object and admin services
+and kept for the life of the client, the conversion between the core's plain
 dataclasses (``cairn._core``) and the generated ``cairn.v1`` messages, and the one
 table that turns a failed call's status into a ``CairnError``. It makes no decision:
 no retries, no routing, no verification; the facades and the core do that. No other
@@ -37,6 +38,8 @@ import grpc.aio
 
 from cairn import _core as core
 from cairn._retry import NOT_SENT
+from cairn.cluster.clustermap import ClusterMap, NodeInfo
+from cairn.cluster.ids import NodeId
 from cairn.errors import (
     AlreadyExists,
     CairnError,
@@ -53,9 +56,10 @@ from cairn.errors import (
     error_for_code,
 )
 from cairn.types import Version
-from cairn.v1 import common_pb2, object_pb2, object_pb2_grpc
+from cairn.v1 import admin_pb2, admin_pb2_grpc, common_pb2, object_pb2, object_pb2_grpc
 
 __all__ = [
+    "CHANNEL_OPTIONS",
     "ERROR_CODE_KEY",
     "ERROR_DETAIL_KEY",
     "STATUS_ERRORS",
@@ -94,6 +98,14 @@ STATUS_ERRORS: Final[dict[grpc.StatusCode, type[CairnError]]] = {
     grpc.StatusCode.CANCELLED: Unavailable,
     # Everything else (INTERNAL, UNKNOWN, UNIMPLEMENTED, ...) is InternalError.
 }
+
+CHANNEL_OPTIONS: Final = (
+    # grpc backs off between reconnection attempts to a node that went away, up to
+    # 120 s by default; a call meanwhile fails at once as not sent. Capped at 2 s, a
+    # node that restarts is reachable again within about 2 s of listening.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
 
 _NOT_SENT_HINTS: Final = (
     # What grpc-core says when a call failed before any byte of it left this process.
@@ -151,6 +163,9 @@ def error_from_status(
             details["current"] = _version(detail.current)
         if detail.outcomes:
             details["outcomes"] = {o.node_id: (o.code, o.message) for o in detail.outcomes}
+    if code:
+        # A cairn handler answered: the node is alive, whatever the error says.
+        details[core.ANSWERED] = True
     error = error_for_code(code, message, **details) if code else None
     if error is None or (type(error) is InternalError and code != InternalError.code):
         cls = STATUS_ERRORS.get(status, InternalError) if status is not None else InternalError
@@ -261,13 +276,70 @@ def _bucket_names(pb: object_pb2.ListBucketsResponse) -> list[str]:
     return [b.name.decode("ascii", "replace") for b in pb.buckets]
 
 
+def _fetched_map(pb: admin_pb2.GetClusterMapResponse) -> core.FetchedMap:
+    """The map a node sent, validated like any ``ClusterMap``.
+
+    Raises:
+        InternalError: the node sent a map that breaks the map's rules.
+    """
+    m = pb.map
+    try:
+        cluster_map = ClusterMap(
+            epoch=m.epoch,
+            nodes=tuple(
+                NodeInfo(id=NodeId(n.id), address=n.address, zone=n.zone, weight=n.weight)
+                for n in m.nodes
+            ),
+            replicas_n=m.replicas_n,
+            write_quorum=m.write_quorum,
+            read_quorum=m.read_quorum,
+            partitions=m.partitions,
+        )
+    except InvalidArgument as exc:
+        raise InternalError(f"a node sent an invalid cluster map: {exc}") from exc
+    return core.FetchedMap(map=cluster_map, placement=m.placement)
+
+
+def _node_status(pb: admin_pb2.StatusResponse) -> core.NodeStatus:
+    s = pb.status
+    return core.NodeStatus(
+        node_id=s.node_id,
+        address=s.address,
+        software_version=s.software_version,
+        uptime_s=s.uptime_s,
+        epoch=s.epoch,
+        disks=tuple(
+            core.DiskStatus(
+                path=d.path,
+                disk_id=d.disk_id,
+                state=d.state,
+                error=d.error,
+                used_bytes=d.used_bytes,
+                free_bytes=d.free_bytes,
+                object_count=d.object_count,
+                segment_count=d.segment_count,
+                live_bytes=d.live_bytes,
+                dead_bytes=d.dead_bytes,
+            )
+            for d in s.disks
+        ),
+        object_count=s.object_count,
+        pending_hints=s.pending_hints,
+        zone=s.zone,
+        counters=dict(s.counters),
+        labels=dict(s.labels),
+        tombstone_count=s.tombstone_count,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Unary:
-    """How one unary RPC travels: its method name and its two conversions."""
+    """How one unary RPC travels: its method name, its two conversions, its service."""
 
     method: str
     encode: Callable[[Any], Any]
     decode: Callable[[Any], Any]
+    admin: bool = False
 
 
 _UNARY: Final[dict[type, _Unary]] = {
@@ -330,11 +402,37 @@ _UNARY: Final[dict[type, _Unary]] = {
             next_page_token=resp.next_page_token,
         ),
     ),
+    core.ClusterMapRequest: _Unary(
+        "GetClusterMap",
+        lambda r: admin_pb2.GetClusterMapRequest(header=_header_pb(r.header)),
+        _fetched_map,
+        admin=True,
+    ),
+    core.NodeStatusRequest: _Unary(
+        "Status",
+        lambda r: admin_pb2.StatusRequest(header=_header_pb(r.header)),
+        _node_status,
+        admin=True,
+    ),
 }
 
 
-def _object_stub(channel: grpc.Channel | grpc.aio.Channel) -> object_pb2_grpc.ObjectServiceStub:
-    return object_pb2_grpc.ObjectServiceStub(channel)  # type: ignore[no-untyped-call]
+@dataclass(frozen=True, slots=True)
+class _Stubs:
+    """The stubs of one node's channel: one channel carries both services."""
+
+    object: object_pb2_grpc.ObjectServiceStub
+    admin: admin_pb2_grpc.AdminServiceStub
+
+    @classmethod
+    def of(cls, channel: grpc.Channel | grpc.aio.Channel) -> _Stubs:
+        return cls(
+            object_pb2_grpc.ObjectServiceStub(channel),  # type: ignore[no-untyped-call]
+            admin_pb2_grpc.AdminServiceStub(channel),  # type: ignore[no-untyped-call]
+        )
+
+    def method(self, rpc: _Unary) -> Any:
+        return getattr(self.admin if rpc.admin else self.object, rpc.method)
 
 
 class _Base:
@@ -366,10 +464,15 @@ class AsyncTransport(_Base):
     def __init__(self, observe: Callable[[core.ResponseHeader], None]) -> None:
         super().__init__(observe)
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, object_pb2_grpc.ObjectServiceStub] = {}
+        self._stubs: dict[str, _Stubs] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _stub(self, address: str) -> object_pb2_grpc.ObjectServiceStub:
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The nodes this transport holds a channel to (one each)."""
+        return tuple(self._channels)
+
+    def _stub(self, address: str) -> _Stubs:
         self._check_open()
         loop = asyncio.get_running_loop()
         if self._loop is None:
@@ -381,9 +484,9 @@ class AsyncTransport(_Base):
             )
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[address] = channel
-            stub = self._stubs[address] = _object_stub(channel)
+            stub = self._stubs[address] = _Stubs.of(channel)
         return stub
 
     async def call(self, address: str, request: core.Request[T], timeout_s: float) -> T:
@@ -393,7 +496,7 @@ class AsyncTransport(_Base):
             CairnError: the call failed (the class rebuilt from the node's answer).
         """
         rpc = _UNARY[type(request)]
-        method = getattr(self._stub(address), rpc.method)
+        method = self._stub(address).method(rpc)
         try:
             response = await method(rpc.encode(request), timeout=timeout_s)
         except grpc.RpcError as exc:
@@ -409,7 +512,7 @@ class AsyncTransport(_Base):
         Raises:
             CairnError: the call failed, before or during the stream.
         """
-        call = self._stub(address).Get(_get_request_pb(request), timeout=timeout_s)
+        call = self._stub(address).object.Get(_get_request_pb(request), timeout=timeout_s)
         try:
             async for message in call:
                 if message.HasField("header"):
@@ -429,7 +532,7 @@ class AsyncTransport(_Base):
         Raises:
             CairnError: the call failed.
         """
-        call = self._stub(address).Put(timeout=timeout_s)
+        call = self._stub(address).object.Put(timeout=timeout_s)
         try:
             async for message in messages:
                 await call.write(_put_request_pb(message))
@@ -460,9 +563,15 @@ class SyncTransport(_Base):
         super().__init__(observe)
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
-        self._stubs: dict[str, object_pb2_grpc.ObjectServiceStub] = {}
+        self._stubs: dict[str, _Stubs] = {}
 
-    def _stub(self, address: str) -> object_pb2_grpc.ObjectServiceStub:
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The nodes this transport holds a channel to (one each)."""
+        with self._lock:
+            return tuple(self._channels)
+
+    def _stub(self, address: str) -> _Stubs:
         stub = self._stubs.get(address)
         if stub is not None and not self._closed:
             return stub
@@ -470,9 +579,9 @@ class SyncTransport(_Base):
             self._check_open()
             stub = self._stubs.get(address)
             if stub is None:
-                channel = grpc.insecure_channel(address)
+                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
                 self._channels[address] = channel
-                stub = self._stubs[address] = _object_stub(channel)
+                stub = self._stubs[address] = _Stubs.of(channel)
             return stub
 
     def call(self, address: str, request: core.Request[T], timeout_s: float) -> T:
@@ -482,7 +591,7 @@ class SyncTransport(_Base):
             CairnError: the call failed (the class rebuilt from the node's answer).
         """
         rpc = _UNARY[type(request)]
-        method = getattr(self._stub(address), rpc.method)
+        method = self._stub(address).method(rpc)
         try:
             response = method(rpc.encode(request), timeout=timeout_s)
         except grpc.RpcError as exc:
@@ -498,7 +607,7 @@ class SyncTransport(_Base):
         Raises:
             CairnError: the call failed, before or during the stream.
         """
-        call = self._stub(address).Get(_get_request_pb(request), timeout=timeout_s)
+        call = self._stub(address).object.Get(_get_request_pb(request), timeout=timeout_s)
         try:
             for message in call:
                 if message.HasField("header"):
@@ -546,7 +655,7 @@ class SyncTransport(_Base):
                         return
                 yield _put_request_pb(message)
 
-        call = self._stub(address).Put.future(requests(), timeout=timeout_s)
+        call = self._stub(address).object.Put.future(requests(), timeout=timeout_s)
         try:
             response = call.result()
         except grpc.RpcError as exc:

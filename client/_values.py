@@ -1,10 +1,11 @@
 """The plain values the SDK passes between its parts: objects, headers, requests, stream
-messages. Frozen dataclasses, no behaviour beyond building them.
+messages, node status. Frozen dataclasses, no behaviour beyond building them.
 
 The facades build these, the transport (``cairn._transport``) turns them into protobuf
 messages and back, and ``cairn._core`` makes its decisions on them; no module but the
-transport ever sees a generated message. ``ObjectInfo`` and ``GetResult`` are public
-(``cairn.ObjectInfo``, ``cairn.GetResult``). ``cairn._core`` re-exports everything here.
+transport ever sees a generated message. ``ObjectInfo``, ``GetResult``, ``NodeStatus``
+and ``DiskStatus`` are public (``cairn.ObjectInfo``, ...). ``cairn._core`` re-exports
+everything here.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
+from cairn.cluster.clustermap import ClusterMap
 from cairn.errors import InternalError
 from cairn.types import Version
 
 __all__ = [
+    "ClusterMapRequest",
     "Consistency",
     "CreateBucketRequest",
     "DeleteBucketRequest",
     "DeleteRequest",
+    "DiskStatus",
+    "FetchedMap",
     "GetHead",
     "GetPart",
     "GetRequest",
@@ -30,6 +35,8 @@ __all__ = [
     "ListBucketsRequest",
     "ListPage",
     "ListRequest",
+    "NodeStatus",
+    "NodeStatusRequest",
     "ObjectInfo",
     "PutEnd",
     "PutHead",
@@ -256,6 +263,102 @@ class GetRequest:
     key: bytes
     start: int | None
     end: int | None
+
+
+# --- the admin service ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMap:
+    """A ``GetClusterMap`` answer: the map and the name of its placement function.
+
+    ``placement`` travels next to the map (it is not part of ``ClusterMap``): a client
+    computes replicas itself only when it knows that name (docs/protocol.md).
+    """
+
+    map: ClusterMap
+    placement: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMapRequest(Request[FetchedMap]):
+    header: RequestHeader
+
+
+@dataclass(frozen=True, slots=True)
+class DiskStatus:
+    """One data directory (disk) of a node, as ``AdminService.Status`` reports it.
+
+    Attributes:
+        path: the data directory's path on the node.
+        disk_id: the identity written in the disk's marker file.
+        state: ``"ok"``, ``"full"``, ``"read_only"`` or ``"failed"``; a string, so that
+            a state added later shows as it is. Anything but ``"ok"`` is not ok.
+        error: why the disk is not ok (the last error seen); empty when ok.
+        used_bytes: bytes used on the file system that holds the directory.
+        free_bytes: bytes free on that file system.
+        object_count: objects (not tombstones) indexed on this disk.
+        segment_count: segment files on this disk, sealed and open.
+        live_bytes: segment bytes that belong to the newest version of some object.
+        dead_bytes: segment bytes no index entry points to (compaction reclaims them).
+    """
+
+    path: str
+    disk_id: str
+    state: str
+    error: str = ""
+    used_bytes: int = 0
+    free_bytes: int = 0
+    object_count: int = 0
+    segment_count: int = 0
+    live_bytes: int = 0
+    dead_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the disk serves reads and writes (state ``"ok"``)."""
+        return self.state == "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One node as it sees itself: what ``Client.node_status(address)`` returns.
+
+    Mirrors ``cairn.v1.NodeStatus`` (proto/cairn/v1/admin.proto).
+
+    Attributes:
+        node_id: the node's id in the cluster map.
+        address: the address (``host:port``) it serves gRPC on.
+        software_version: cairn's version on the node.
+        uptime_s: seconds since the node process started.
+        epoch: the epoch of the cluster map the node uses.
+        disks: one entry per data directory, in configuration order.
+        object_count: objects (not tombstones) indexed on all healthy disks.
+        pending_hints: hints held for replicas that were down, not yet replayed.
+        zone: the node's zone ("" when zones are unused).
+        counters: further counters and gauges by name (informational: nothing may
+            depend on a name being present).
+        labels: free-form facts for display.
+        tombstone_count: tombstones indexed on all healthy disks.
+    """
+
+    node_id: int
+    address: str
+    software_version: str = ""
+    uptime_s: float = 0.0
+    epoch: int = 0
+    disks: tuple[DiskStatus, ...] = ()
+    object_count: int = 0
+    pending_hints: int = 0
+    zone: str = ""
+    counters: dict[str, int] = field(default_factory=dict, hash=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    tombstone_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatusRequest(Request[NodeStatus]):
+    header: RequestHeader
 
 
 
