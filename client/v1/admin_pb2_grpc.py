@@ -45,6 +45,21 @@ class AdminServiceStub:
                 request_serializer=cairn_dot_v1_dot_admin__pb2.GetClusterMapRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_admin__pb2.GetClusterMapResponse.FromString,
                 _registered_method=True)
+        self.Scrub = channel.unary_unary(
+                '/cairn.v1.AdminService/Scrub',
+                request_serializer=cairn_dot_v1_dot_admin__pb2.ScrubRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_admin__pb2.ScrubResponse.FromString,
+                _registered_method=True)
+        self.Repair = channel.unary_unary(
+                '/cairn.v1.AdminService/Repair',
+                request_serializer=cairn_dot_v1_dot_admin__pb2.RepairRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_admin__pb2.RepairResponse.FromString,
+                _registered_method=True)
+        self.SetRepairRate = channel.unary_unary(
+                '/cairn.v1.AdminService/SetRepairRate',
+                request_serializer=cairn_dot_v1_dot_admin__pb2.SetRepairRateRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_admin__pb2.SetRepairRateResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -67,6 +82,27 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scrub(self, request, context):
+        """Start a scrub pass now (verify every record, repair bad copies).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Repair(self, request, context):
+        """Run anti-entropy now, for one partition or all this node holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRepairRate(self, request, context):
+        """Change the repair rate limit while it runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +115,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetClusterMap,
                     request_deserializer=cairn_dot_v1_dot_admin__pb2.GetClusterMapRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_admin__pb2.GetClusterMapResponse.SerializeToString,
+            ),
+            'Scrub': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scrub,
+                    request_deserializer=cairn_dot_v1_dot_admin__pb2.ScrubRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_admin__pb2.ScrubResponse.SerializeToString,
+            ),
+            'Repair': grpc.unary_unary_rpc_method_handler(
+                    servicer.Repair,
+                    request_deserializer=cairn_dot_v1_dot_admin__pb2.RepairRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_admin__pb2.RepairResponse.SerializeToString,
+            ),
+            'SetRepairRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRepairRate,
+                    request_deserializer=cairn_dot_v1_dot_admin__pb2.SetRepairRateRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_admin__pb2.SetRepairRateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +187,87 @@ class AdminService:
             '/cairn.v1.AdminService/GetClusterMap',
             cairn_dot_v1_dot_admin__pb2.GetClusterMapRequest.SerializeToString,
             cairn_dot_v1_dot_admin__pb2.GetClusterMapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scrub(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AdminService/Scrub',
+            cairn_dot_v1_dot_admin__pb2.ScrubRequest.SerializeToString,
+            cairn_dot_v1_dot_admin__pb2.ScrubResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Repair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AdminService/Repair',
+            cairn_dot_v1_dot_admin__pb2.RepairRequest.SerializeToString,
+            cairn_dot_v1_dot_admin__pb2.RepairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRepairRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AdminService/SetRepairRate',
+            cairn_dot_v1_dot_admin__pb2.SetRepairRateRequest.SerializeToString,
+            cairn_dot_v1_dot_admin__pb2.SetRepairRateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -168,18 +168,22 @@ class ReplicateResponse(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., applied: _Optional[bool] = ..., current: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class ListPartitionRequest(_message.Message):
-    __slots__ = ("header", "partition", "start_after_bucket", "start_after_key", "batch_size")
+    __slots__ = ("header", "partition", "start_after_bucket", "start_after_key", "batch_size", "leaves", "leaf_count")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     START_AFTER_BUCKET_FIELD_NUMBER: _ClassVar[int]
     START_AFTER_KEY_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_FIELD_NUMBER: _ClassVar[int]
+    LEAF_COUNT_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     partition: int
     start_after_bucket: bytes
     start_after_key: bytes
     batch_size: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., partition: _Optional[int] = ..., start_after_bucket: _Optional[bytes] = ..., start_after_key: _Optional[bytes] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    leaves: _containers.RepeatedScalarFieldContainer[int]
+    leaf_count: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., partition: _Optional[int] = ..., start_after_bucket: _Optional[bytes] = ..., start_after_key: _Optional[bytes] = ..., batch_size: _Optional[int] = ..., leaves: _Optional[_Iterable[int]] = ..., leaf_count: _Optional[int] = ...) -> None: ...
 
 class ListPartitionResponse(_message.Message):
     __slots__ = ("header", "objects")
@@ -222,3 +226,25 @@ class ReplicaBucketResponse(_message.Message):
     header: _common_pb2.ResponseHeader
     existed: bool
     def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., existed: _Optional[bool] = ...) -> None: ...
+
+class PartitionDigestRequest(_message.Message):
+    __slots__ = ("header", "partition", "leaf_count")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    LEAF_COUNT_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.RequestHeader
+    partition: int
+    leaf_count: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., partition: _Optional[int] = ..., leaf_count: _Optional[int] = ...) -> None: ...
+
+class PartitionDigestResponse(_message.Message):
+    __slots__ = ("header", "root", "leaves", "entries")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.ResponseHeader
+    root: bytes
+    leaves: bytes
+    entries: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., root: _Optional[bytes] = ..., leaves: _Optional[bytes] = ..., entries: _Optional[int] = ...) -> None: ...

@@ -76,6 +76,11 @@ class ReplicaServiceStub:
                 request_serializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.FromString,
                 _registered_method=True)
+        self.PartitionDigest = channel.unary_unary(
+                '/cairn.v1.ReplicaService/PartitionDigest',
+                request_serializer=cairn_dot_v1_dot_replica__pb2.PartitionDigestRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_replica__pb2.PartitionDigestResponse.FromString,
+                _registered_method=True)
 
 
 class ReplicaServiceServicer:
@@ -147,6 +152,14 @@ class ReplicaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PartitionDigest(self, request, context):
+        """Anti-entropy: the hash tree of one partition as this node holds it
+        (objects and tombstones): a root and its leaves (docs/repair.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +202,11 @@ def add_ReplicaServiceServicer_to_server(servicer, server):
                     servicer.ReplicaBucket,
                     request_deserializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.SerializeToString,
+            ),
+            'PartitionDigest': grpc.unary_unary_rpc_method_handler(
+                    servicer.PartitionDigest,
+                    request_deserializer=cairn_dot_v1_dot_replica__pb2.PartitionDigestRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_replica__pb2.PartitionDigestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -408,6 +426,33 @@ class ReplicaService:
             '/cairn.v1.ReplicaService/ReplicaBucket',
             cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.SerializeToString,
             cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PartitionDigest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ReplicaService/PartitionDigest',
+            cairn_dot_v1_dot_replica__pb2.PartitionDigestRequest.SerializeToString,
+            cairn_dot_v1_dot_replica__pb2.PartitionDigestResponse.FromString,
             options,
             channel_credentials,
             insecure,

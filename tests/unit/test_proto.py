@@ -169,13 +169,14 @@ def test_services_and_stream_shapes():
     }
     admin = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
     assert {m.name: shape(admin, m.name) for m in admin.methods} == {
-        "Status": unary, "GetClusterMap": unary,
+        "Status": unary, "GetClusterMap": unary, "Scrub": unary, "Repair": unary,
+        "SetRepairRate": unary,
     }
     replica = replica_pb2.DESCRIPTOR.services_by_name["ReplicaService"]
     assert {m.name: shape(replica, m.name) for m in replica.methods} == {
         "ReplicaPut": client, "ReplicaDelete": unary, "ReplicaHead": unary,
         "ReplicaGet": server, "Replicate": bidi, "ListPartition": server,
-        "ReplicaList": unary, "ReplicaBucket": unary,
+        "ReplicaList": unary, "ReplicaBucket": unary, "PartitionDigest": unary,
     }
 
 
