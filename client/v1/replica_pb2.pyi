@@ -238,13 +238,15 @@ class PartitionDigestRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., partition: _Optional[int] = ..., leaf_count: _Optional[int] = ...) -> None: ...
 
 class PartitionDigestResponse(_message.Message):
-    __slots__ = ("header", "root", "leaves", "entries")
+    __slots__ = ("header", "root", "leaves", "entries", "bytes")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
     LEAVES_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.ResponseHeader
     root: bytes
     leaves: bytes
     entries: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., root: _Optional[bytes] = ..., leaves: _Optional[bytes] = ..., entries: _Optional[int] = ...) -> None: ...
+    bytes: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., root: _Optional[bytes] = ..., leaves: _Optional[bytes] = ..., entries: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...

@@ -698,17 +698,45 @@ class Coordinator:
                 continue
             try:
                 result = await self._open(source, info, None, None)
-            except CairnError:
+                if result.info.version != info.version:
+                    continue
+                if info.size <= self.config.small_object_bytes:
+                    data = b"".join([c async for c in result.chunks])
+                    if fmt.crc32c(data) != info.checksum:
+                        raise IntegrityError(f"copy from node {source} failed its checksum")
+                    await send(node, w, data, None)
+                else:
+                    await send(node, w, None, result.chunks)
+            except (IntegrityError, Unavailable) as exc:
+                # A bad or unreachable source is never used: try the next holder.
+                log.info("copy of %s/%r from node %s failed: %s", bucket, key, source, exc)
                 continue
-            if result.info.version != info.version:
-                continue
-            if info.size <= self.config.small_object_bytes:
-                data = b"".join([c async for c in result.chunks])
-                await send(node, w, data, None)
-            else:
-                await send(node, w, None, result.chunks)
             return True
         return False
+
+    async def repair_copy(self, bucket: str, key: bytes) -> str:
+        """Replace this node's damaged copy of (bucket, key) with a verified copy of the
+        newest version another replica holds. Returns "repaired", "lost" (no replica
+        has a good copy at least as new) or "gone" (nothing to repair any more)."""
+        local = await self._local_head(bucket, key)
+        if local is None:
+            return "gone"
+        _partition, targets = self.placement(bucket, key)
+        others = [n for n in targets if n != self.node_id]
+        if self.peers is None or not others:
+            return "lost"
+        peers = self.peers
+        answers = await asyncio.gather(
+            *(peers.head(n, bucket, key, self.config.replica_timeout_s) for n in others),
+            return_exceptions=True)
+        found = [(info, n) for n, info in zip(others, answers, strict=True)
+                 if isinstance(info, ObjectInfo) and info.version >= local.version]
+        for version in sorted({i.version for i, _ in found}, reverse=True):
+            holders = [n for i, n in found if i.version == version]
+            info = next(i for i, _ in found if i.version == version)
+            if await self.push(self.node_id, bucket, key, info, holders):
+                return "repaired"
+        return "lost"
 
     async def _local_write_any(self, node: NodeId, w: ReplicaWrite, value: bytes | None,
                                chunks: AsyncIterator[bytes] | None) -> ReplicaAck:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from cairn.cluster.clustermap import ClusterMap
 from cairn.cluster.ids import NodeId
+from cairn.node.storage.digest import Digest
 from cairn.node.storage.reader import ObjectInfo
 from cairn.types import Version
 
@@ -89,6 +90,16 @@ class Peers(Protocol):
     async def bucket(self, node: NodeId, bucket: str, delete: bool, created_ms: int,
                      timeout_s: float) -> bool:
         """Create (or delete) a bucket on ``node`` only; returns whether it existed."""
+        ...
+
+    async def partition_digest(self, node: NodeId, partition: int, leaf_count: int,
+                               timeout_s: float) -> Digest:
+        """The hash tree of ``partition`` as ``node`` holds it."""
+        ...
+
+    async def list_partition(self, node: NodeId, partition: int, leaves: list[int],
+                             leaf_count: int, timeout_s: float) -> list[ObjectInfo]:
+        """``node``'s entries (tombstones included) in these leaves of ``partition``."""
         ...
 
     async def fetch_map(self, node: NodeId, timeout_s: float) -> ClusterMap:

@@ -30,6 +30,7 @@ from cairn.cluster.ids import NodeId
 from cairn.errors import CairnError, InvalidArgument
 from cairn.node.coordinator import Coordinator
 from cairn.node.coordinator.coordinator import CoordinatorConfig
+from cairn.node.repair import Repair, RepairConfig
 from cairn.node.storage import Engine
 from cairn.node.storage.aio import AsyncEngine
 from cairn.node.storage.hints import HintStore
@@ -115,6 +116,7 @@ class Node:
         self.coordinator: Coordinator | None = None
         self._background: asyncio.Task[None] | None = None
         self._replica_service: ReplicaService | None = None
+        self.repair: Repair | None = None
 
     @property
     def address(self) -> str:
@@ -156,11 +158,24 @@ class Node:
                                             small_object_bytes=config.small_object_bytes))
         self.coordinator = coordinator
         hints = self.hints
-        metrics = Metrics(self.engine, lambda: {
-            "pending_hints": float(len(hints) if hints else 0),
-            "read_repairs_total": float(coordinator.stats["read_repairs"]),
-            "hints_replayed_total": float(coordinator.stats["hints_replayed"]),
-        })
+        def gauges() -> dict[str, float]:
+            values = {
+                "pending_hints": float(len(hints) if hints else 0),
+                "read_repairs_total": float(coordinator.stats["read_repairs"]),
+                "hints_replayed_total": float(coordinator.stats["hints_replayed"]),
+            }
+            if self.repair is not None:
+                for name, value in self.repair.status().items():
+                    values[f"repair_{name}"] = float(value)
+            return values
+
+        metrics = Metrics(self.engine, gauges)
+        self.repair = Repair(coordinator, RepairConfig(
+            repair_rate_bytes_s=config.repair_rate_bytes_s,
+            scrub_rate_bytes_s=config.scrub_rate_bytes_s,
+            scrub_interval_s=config.scrub_interval_s,
+            antientropy_interval_s=config.antientropy_interval_s,
+            timeout_s=config.replica_timeout_s))
         ctx = make_context(config, coordinator, metrics)
         self._replica_service = ReplicaService(ctx)
         server.add_generic_rpc_handlers((
@@ -168,7 +183,7 @@ class Node:
                              ObjectService(ctx)),
             _generic_handler(admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
                              AdminService(ctx, self.engine, self.started,
-                                          lambda: len(hints) if hints else 0)),
+                                          lambda: len(hints) if hints else 0, self.repair)),
             _generic_handler(replica_pb2.DESCRIPTOR.services_by_name["ReplicaService"],
                              self._replica_service),
         ))
@@ -185,6 +200,7 @@ class Node:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.peers is not None:
             self._background = asyncio.ensure_future(self._background_loop())
+        self.repair.start()
         log.info("listening", extra={"address": self.address, "node_id": config.node_id,
                                      "disks": list(config.data), "epoch": cluster_map.epoch})
 
@@ -211,6 +227,9 @@ class Node:
             with contextlib.suppress(BaseException):
                 await self._background
             self._background = None
+        if self.repair is not None:
+            with contextlib.suppress(Exception):
+                await self.repair.stop()
         if self._replica_service is not None:
             self._replica_service.closing.set()  # end the peers' long-lived streams
         if self.server is not None:

@@ -47,6 +47,11 @@ class NodeConfig:
         replica_timeout_s: deadline of one call to another node (seconds, default 5).
         background_interval_s: how often peers are probed and hints replayed (seconds,
             default 1).
+        repair_rate_bytes_s: bytes/s anti-entropy and rebuild may copy (0 = unlimited;
+            default 64 MiB/s); ``cairn admin repair --rate`` changes it while it runs.
+        scrub_rate_bytes_s: bytes/s the scrubber reads (0 = unlimited; default 32 MiB/s).
+        scrub_interval_s: pause between scrub passes (seconds, default one day).
+        antientropy_interval_s: pause between anti-entropy passes (seconds, default 600).
         clock_offset_ms: added to this node's wall clock. For tests and chaos runs that
             skew a node's clock on purpose; leave 0 in production (default 0).
         engine: the storage engine's settings (the ``[engine]`` table, see
@@ -69,6 +74,10 @@ class NodeConfig:
     executor_threads: int = 8
     replica_timeout_s: float = 5.0
     background_interval_s: float = 1.0
+    repair_rate_bytes_s: float = 64 * MiB
+    scrub_rate_bytes_s: float = 32 * MiB
+    scrub_interval_s: float = 24 * 3600.0
+    antientropy_interval_s: float = 600.0
     clock_offset_ms: int = 0
     engine: Mapping[str, Any] = field(default_factory=dict)
 
@@ -119,6 +128,10 @@ class NodeConfig:
             problems.append("replica_timeout_s: must be 0.05..600")
         if not 0.01 <= self.background_interval_s <= 3600:
             problems.append("background_interval_s: must be 0.01..3600")
+        if self.repair_rate_bytes_s < 0 or self.scrub_rate_bytes_s < 0:
+            problems.append("repair_rate_bytes_s, scrub_rate_bytes_s: must be >= 0")
+        if self.scrub_interval_s < 0.01 or self.antientropy_interval_s < 0.01:
+            problems.append("scrub_interval_s, antientropy_interval_s: must be >= 0.01")
         if problems:
             raise InvalidArgument("invalid node config: " + "; ".join(problems))
         self.engine_config()

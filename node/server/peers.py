@@ -26,6 +26,7 @@ from cairn.cluster.ids import NodeId
 from cairn.errors import CairnError, IntegrityError, Timeout, Unavailable, error_for_code
 from cairn.node.coordinator.peers import RemoteRead, ReplicaAck, ReplicaWrite
 from cairn.node.storage import format as fmt
+from cairn.node.storage.digest import DIGEST_BYTES, Digest
 from cairn.node.storage.reader import ObjectInfo
 from cairn.types import Version
 from cairn.v1 import (
@@ -346,6 +347,30 @@ class GrpcPeers:
                                              created_ms=created_ms), timeout=timeout_s,
             wait_for_ready=self._patient(node)))
         return bool(reply.existed)
+
+    async def partition_digest(self, node: NodeId, partition: int, leaf_count: int,
+                               timeout_s: float) -> Digest:
+        reply = await self._call(node, self._stub(node).PartitionDigest(
+            replica_pb2.PartitionDigestRequest(header=self._header(), partition=partition,
+                                               leaf_count=leaf_count),
+            timeout=timeout_s, wait_for_ready=self._patient(node)))
+        size = DIGEST_BYTES
+        leaves = tuple(reply.leaves[i:i + size] for i in range(0, len(reply.leaves), size))
+        return Digest(reply.root, leaves, reply.entries, reply.bytes)
+
+    async def list_partition(self, node: NodeId, partition: int, leaves: list[int],
+                             leaf_count: int, timeout_s: float) -> list[ObjectInfo]:
+        call = self._stub(node).ListPartition(
+            replica_pb2.ListPartitionRequest(header=self._header(), partition=partition,
+                                             leaves=leaves, leaf_count=leaf_count),
+            timeout=timeout_s * 4, wait_for_ready=self._patient(node))
+        out: list[ObjectInfo] = []
+        try:
+            async for reply in call:
+                out.extend(_info_from_pb(o) for o in reply.objects)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(node, exc) from None
+        return out
 
     async def fetch_map(self, node: NodeId, timeout_s: float) -> ClusterMap:
         self._stub(node)

@@ -15,6 +15,7 @@ import grpc
 from cairn.errors import CairnError, Conflict, IntegrityError, InvalidArgument, NotFound
 from cairn.node.coordinator.peers import ReplicaWrite
 from cairn.node.storage import format as fmt
+from cairn.node.storage.digest import MAX_LEAVES
 from cairn.v1 import common_pb2, object_pb2, replica_pb2
 
 from . import wire
@@ -210,12 +211,31 @@ class ReplicaService:
     async def ListPartition(self, request: Any, context: Any) -> AsyncIterator[Any]:
         self.ctx.observe(request.header)
         batch_size = min(request.batch_size or 1000, 10_000)
+        engine = self._coord.engine.engine
+        leaves = list(request.leaves) if request.leaves else None
+        leaf_count = request.leaf_count or 1
+        if leaves is not None and (leaf_count > MAX_LEAVES or leaf_count & (leaf_count - 1)):
+            raise InvalidArgument("leaf_count must be a power of two up to 4096")
         infos = await asyncio.to_thread(
-            lambda: list(self._coord.engine.engine.iter_partition(request.partition)))
+            lambda: list(engine.iter_partition(request.partition, leaves, leaf_count)))
+        if not infos:
+            yield replica_pb2.ListPartitionResponse(header=self.ctx.response_header())
         for i in range(0, len(infos), batch_size):
             yield replica_pb2.ListPartitionResponse(
                 header=self.ctx.response_header(),
                 objects=[wire.info_to_pb(x) for x in infos[i:i + batch_size]])
+
+    @unary
+    async def PartitionDigest(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        leaf_count = request.leaf_count or 1
+        if leaf_count > MAX_LEAVES or leaf_count & (leaf_count - 1):
+            raise InvalidArgument("leaf_count must be a power of two up to 4096")
+        engine = self._coord.engine.engine
+        digest = await asyncio.to_thread(engine.partition_digest, request.partition, leaf_count)
+        return replica_pb2.PartitionDigestResponse(
+            header=self.ctx.response_header(), root=digest.root, leaves=b"".join(digest.leaves),
+            entries=digest.entries, bytes=digest.value_bytes)
 
     @unary
     async def ReplicaList(self, request: Any, context: Any) -> Any:

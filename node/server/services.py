@@ -19,6 +19,7 @@ import grpc
 from cairn.cluster.placement import PLACEMENT_NAME
 from cairn.errors import (
     CairnError,
+    FailedPrecondition,
     IntegrityError,
     InternalError,
     InvalidArgument,
@@ -343,11 +344,12 @@ class AdminService:
     """cairn.v1.AdminService: status and the cluster map."""
 
     def __init__(self, ctx: _Context, engine: Engine, started: float,
-                 pending_hints: Callable[[], int] = lambda: 0) -> None:
+                 pending_hints: Callable[[], int] = lambda: 0, repair: Any = None) -> None:
         self.ctx = ctx
         self.engine = engine
         self.started = started
         self.pending_hints = pending_hints
+        self.repair = repair
 
     @unary
     async def Status(self, request: Any, context: Any) -> Any:
@@ -370,7 +372,41 @@ class AdminService:
             counters={"integrity_errors": sum(d.integrity_errors for d in
                                               self.engine.status())},
         )
+        if self.repair is not None:
+            status.repair.CopyFrom(admin_pb2.RepairStatus(**{
+                k: (int(v) if k not in ("eta_s", "scrub_progress") else float(v))
+                for k, v in self.repair.status().items()}))
         return admin_pb2.StatusResponse(header=self.ctx.response_header(), status=status)
+
+    def _repair(self) -> Any:
+        if self.repair is None:
+            raise FailedPrecondition("this node runs no repair workers")
+        return self.repair
+
+    @unary
+    async def Scrub(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        self._repair().scrub_now()
+        return admin_pb2.ScrubResponse(header=self.ctx.response_header())
+
+    @unary
+    async def Repair(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        partition = request.partition if request.HasField("partition") else None
+        if partition is not None and partition >= self.ctx.coordinator.cluster_map.partitions:
+            raise InvalidArgument(f"partition {partition} does not exist")
+        results = await self._repair().repair_now(partition, request.wait or
+                                                  partition is not None)
+        return admin_pb2.RepairResponse(
+            header=self.ctx.response_header(), partitions=len(results),
+            objects_pulled=sum(r.pulled for r in results),
+            objects_pushed=sum(r.pushed for r in results))
+
+    @unary
+    async def SetRepairRate(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        self._repair().set_rate(float(request.rate_bytes_s))
+        return admin_pb2.SetRepairRateResponse(header=self.ctx.response_header())
 
     @unary
     async def GetClusterMap(self, request: Any, context: Any) -> Any:

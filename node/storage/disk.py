@@ -339,6 +339,10 @@ class Disk:
             return
         self._last_free_check = now
         self._written_since_check = 0
+        if not os.path.exists(os.path.join(self.path, MARKER_NAME)):
+            # Wiped, replaced or unmounted under us: nothing written now would last.
+            self._fail(f"its identity marker {MARKER_NAME} vanished (disk wiped or gone)")
+            return
         try:
             st = self.fs.statvfs(self.path)
         except OSError as exc:

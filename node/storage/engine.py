@@ -9,10 +9,12 @@ delete older than what is stored changes nothing and says so (``WriteResult.appl
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import heapq
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,6 +38,7 @@ from cairn.types import Version, validate_bucket, validate_key
 from . import format as fmt
 from .compaction import CompactionReport, compact_disk
 from .config import EngineConfig
+from .digest import Digest, build_digest, leaf_of
 from .disk import Disk, DiskState, Outcome
 from .fs import FileSystem
 from .reader import ObjectInfo, ObjectReader, info_from_entry
@@ -102,6 +105,9 @@ class Engine:
         self._bucket_lock = threading.Lock()
         self._buckets: dict[str, dict[str, object]] = {}
         self._opened = False
+        self._digest_lock = threading.Lock()
+        self._digests: dict[tuple[int, int], Digest] = {}
+        self._dirty: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -392,6 +398,7 @@ class Engine:
             )
 
         placeholder, _ = prefix_for(0)
+        self._touch(partition)
         crc_box: dict[str, int] = {}
 
         def checked() -> Iterator[bytes]:
@@ -414,6 +421,7 @@ class Engine:
             okey, entry, placeholder, lambda n: prefix_for(n, crc_box["crc"]), checked(), size,
         )
         outcome, current = future.result()
+        self._touch(partition)  # see _write: a digest may have run before the commit
         return self._result(okey, outcome, current)
 
     def delete(self, bucket: str, key: bytes, *, version: Version, partition: int = 0
@@ -441,6 +449,7 @@ class Engine:
 
     def _write(self, okey: bytes, kind: int, version: Version, partition: int, meta: bytes,
                value: bytes, checksum: int) -> Future[WriteResult]:
+        self._touch(partition)
         stored = self._newest(okey)
         if stored is not None and self._is_stale(stored[1], version):
             return self._done(WriteResult(False, info_from_entry(okey, stored[1])))
@@ -458,6 +467,9 @@ class Engine:
         outer: Future[WriteResult] = Future()
 
         def finish(f: Future[tuple[Outcome, fmt.IndexEntry | None]]) -> None:
+            # Touched again once committed: a digest computed between the submit and the
+            # commit did not see this write and must not stay cached.
+            self._touch(partition)
             try:
                 outcome, current = f.result()
                 outer.set_result(self._result(okey, outcome, current))
@@ -632,8 +644,16 @@ class Engine:
         if current_key is not None:
             yield current_key, best
 
-    def iter_partition(self, partition: int) -> Iterator[ObjectInfo]:
-        """Every object and tombstone of one partition on this node, in key order."""
+    def iter_partition(self, partition: int, leaves: Iterable[int] | None = None,
+                       leaf_count: int = 1) -> Iterator[ObjectInfo]:
+        """Every object and tombstone of one partition on this node, in key order;
+        with ``leaves``, only those in these leaves of the partition's hash tree."""
+        wanted = set(leaves) if leaves is not None else None
+        for okey, entry in self._partition_entries(partition):
+            if wanted is None or leaf_of(okey, leaf_count) in wanted:
+                yield info_from_entry(okey, entry)
+
+    def _partition_entries(self, partition: int) -> Iterator[tuple[bytes, fmt.IndexEntry]]:
         streams = [((k, d) for k in d.partition_keys(partition)) for d in self._readable()]
         last: bytes | None = None
         for okey, _disk in heapq.merge(*streams, key=lambda item: item[0]):
@@ -642,14 +662,76 @@ class Engine:
             last = okey
             found = self._newest(okey)
             if found is not None and found[1].partition == partition:
-                yield info_from_entry(okey, found[1])
+                yield okey, found[1]
+
+    def partition_digest(self, partition: int, leaf_count: int) -> Digest:
+        """The hash tree of one partition as this node holds it (cached until a write
+        to the partition)."""
+        cache_key = (partition, leaf_count)
+        with self._digest_lock:
+            self._dirty.discard(partition)
+            cached = self._digests.get(cache_key)
+        if cached is not None:
+            return cached
+        digest = build_digest(((okey, e.version, e.checksum, e.tombstone, e.value_len)
+                               for okey, e in self._partition_entries(partition)), leaf_count)
+        with self._digest_lock:
+            if partition not in self._dirty:  # no write raced the scan
+                self._digests[cache_key] = digest
+        return digest
+
+    def _touch(self, partition: int) -> None:
+        """A write to ``partition``: its cached digests are stale."""
+        with self._digest_lock:
+            self._dirty.add(partition)
+            for key in [k for k in self._digests if k[0] == partition]:
+                del self._digests[key]
 
     # ------------------------------------------------------------------ maintenance
+
+    def check_disks(self) -> list[str]:
+        """Notice disks that vanished, and take back replaced ones.
+
+        A disk whose identity marker vanished is failed (``_refresh_state``). A failed
+        disk whose directory is now empty (a new disk, or a wiped one) is opened fresh:
+        it is empty, and anti-entropy fills it from the other replicas. Returns the
+        paths that were taken back.
+        """
+        reopened = []
+        for i, disk in enumerate(self.disks):
+            if disk.state != DiskState.FAILED:
+                disk.writable  # noqa: B018 - runs the rate-limited state check
+                continue
+            try:
+                empty = os.path.isdir(disk.path) and not [
+                    n for n in os.listdir(disk.path) if not n.startswith(".")]
+            except OSError:
+                continue
+            if not empty:
+                continue
+            with contextlib.suppress(Exception):
+                disk.close()
+            fresh = Disk(disk.path, self.config, self.fs, self.now_ms)
+            fresh.open()
+            if fresh.state == DiskState.FAILED:
+                continue
+            for name, info in self._buckets.items():
+                with contextlib.suppress(CairnError):
+                    fresh.put_bucket(name.encode("ascii"), json.dumps(info).encode())
+            self.disks[i] = fresh
+            self._order_cache.clear()
+            with self._digest_lock:
+                self._digests.clear()
+            reopened.append(disk.path)
+            log.warning("disk %s was empty and is in use again; repair refills it", disk.path)
+        return reopened
 
     def compact(self, *, force: bool = False) -> builtins.list[CompactionReport]:
         """Rewrite sealed segments below ``compaction_live_ratio`` on every writable disk,
         purging tombstones older than ``tombstone_grace_s``. Reads and writes go on."""
         grace_ms = int(self.config.tombstone_grace_s * 1000)
+        with self._digest_lock:
+            self._digests.clear()  # purged tombstones change the trees
         return [
             compact_disk(disk, live_ratio=self.config.compaction_live_ratio,
                          tombstone_grace_ms=grace_ms, now_ms=self.now_ms(), force=force)

@@ -13,7 +13,7 @@ from . import format as fmt
 from .disk import Disk
 from .reader import ObjectReader, info_from_entry
 
-__all__ = ["DamagedRecord", "ScrubReport", "scrub_disk"]
+__all__ = ["DamagedRecord", "ScrubReport", "scrub_disk", "verify_entry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,13 @@ def scrub_disk(disk: Disk, *, rate_bytes_s: float | None = None,
     return report
 
 
-def _verify(disk: Disk, okey: bytes, listed: fmt.IndexEntry) -> str | None:
+def verify_entry(disk: Disk, okey: bytes) -> str | None:
+    """Verify the current copy of one object on ``disk``: None if whole, else why not
+    (the copy is then flagged damaged and never served)."""
+    return _verify(disk, okey, None)
+
+
+def _verify(disk: Disk, okey: bytes, listed: fmt.IndexEntry | None) -> str | None:
     """None if the copy is whole; else why not. Checks the segment record (every CRC
     and the whole-value checksum) and, if present, the inline copy too.
 
