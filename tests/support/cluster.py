@@ -14,7 +14,15 @@ import crc32c
 import grpc
 
 from cairn.cluster.clustermap import local_map
-from cairn.v1 import common_pb2, object_pb2, object_pb2_grpc, replica_pb2, replica_pb2_grpc
+from cairn.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    object_pb2,
+    object_pb2_grpc,
+    replica_pb2,
+    replica_pb2_grpc,
+)
 
 from .node import NodeProcess
 
@@ -42,6 +50,7 @@ class Raw:
         self.channel = grpc.insecure_channel(address)
         self.objects = object_pb2_grpc.ObjectServiceStub(self.channel)
         self.replica = replica_pb2_grpc.ReplicaServiceStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -69,6 +78,28 @@ class Raw:
         return self.objects.Delete(object_pb2.DeleteRequest(
             header=self.header(consistency), bucket=bucket.encode(), key=key),
             timeout=timeout).version
+
+    def read_local(self, bucket: str, key: bytes) -> bytes:
+        """This node's own copy of the newest version it holds, verified on the way."""
+        parts = list(self.replica.ReplicaGet(replica_pb2.ReplicaGetRequest(
+            bucket=bucket.encode(), key=key), timeout=30))
+        data = b"".join(p.chunk for p in parts)
+        assert parts[-1].HasField("end"), "stream ended without its checksum"
+        assert parts[-1].end.checksum == crc32c.crc32c(data)
+        return data
+
+    def status(self) -> admin_pb2.NodeStatus:
+        return self.admin.Status(admin_pb2.StatusRequest(), timeout=10).status
+
+    def scrub(self) -> None:
+        self.admin.Scrub(admin_pb2.ScrubRequest(), timeout=10)
+
+    def repair(self, partition: int | None = None, wait: bool = True,
+               timeout: float = 120) -> admin_pb2.RepairResponse:
+        request = admin_pb2.RepairRequest(wait=wait)
+        if partition is not None:
+            request.partition = partition
+        return self.admin.Repair(request, timeout=timeout)
 
     def local(self, bucket: str, key: bytes) -> common_pb2.ObjectInfo | None:
         """What this node itself holds (no quorum): for checking replicas directly."""
