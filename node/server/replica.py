@@ -19,7 +19,6 @@ from cairn.node.storage.digest import MAX_LEAVES
 from cairn.v1 import common_pb2, object_pb2, replica_pb2
 
 from . import wire
-from .errors import ERROR_CODE_KEY
 from .services import _Context, streaming, unary
 
 log = logging.getLogger("cairn.replica")
@@ -262,9 +261,3 @@ class ReplicaService:
         return replica_pb2.ReplicaBucketResponse(header=self.ctx.response_header(),
                                                  existed=existed)
 
-
-def error_of(err: grpc.aio.AioRpcError) -> str:
-    for key, value in err.trailing_metadata() or ():
-        if key == ERROR_CODE_KEY:
-            return str(value)
-    return ""

@@ -142,9 +142,6 @@ class AsyncEngine:
                   end: int | None = None) -> ObjectReader:
         return await self._run(self.engine.get, bucket, key, start=start, end=end)
 
-    async def read_all(self, reader: ObjectReader) -> bytes:
-        return await self._run(reader.read)
-
     async def chunks(self, reader: ObjectReader) -> AsyncIterator[bytes]:
         """Yield a reader's verified chunks, each read on the pool."""
         it = iter(reader)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -100,10 +99,6 @@ class HintStore:
                 out.append(Hint(target, bucket.decode("ascii"), key,
                                 Version(ms, logical, node), bool(deleted), partition))
         return out
-
-    def iter_all(self) -> Iterator[Hint]:
-        for target in self.targets():
-            yield from self.pending(target, 1 << 30)
 
 
 def _decode_version(raw: bytes) -> Version:

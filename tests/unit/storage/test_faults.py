@@ -38,26 +38,6 @@ MiB = 1024 * KiB
 BUCKET = "bkt"
 
 
-class RenameAwareFaultyFileSystem(FaultyFileSystem):
-    """FaultyFileSystem whose fds follow a rename.
-
-    ``FaultyFileSystem.rename`` moves the synced size of ``src`` to ``dst`` but leaves
-    open fds mapped to ``src``: the engine creates every segment as ``*.seg.tmp`` and
-    renames it while open, so later fsyncs are booked under the dead temp name and
-    ``lose_unsynced()`` cuts the segment back to its header, destroying acknowledged
-    bytes (and ``path_part=".seg.tmp"`` faults keep matching the renamed segment).
-    ``test_faulty_fs_follows_renames_of_open_files`` pins the bug; drop this class once
-    fs.py remaps the fds.
-    """
-
-    def rename(self, src: str, dst: str) -> None:
-        super().rename(src, dst)
-        with self._lock:
-            for fd, path in self._paths.items():
-                if path == src:
-                    self._paths[fd] = dst
-
-
 def config(*disks: Path, **overrides: object) -> EngineConfig:
     settings: dict[str, object] = {
         "min_free_bytes": 0, "segment_max_bytes": MiB, "large_object_bytes": 512 * KiB,
@@ -218,7 +198,7 @@ def test_faulty_fs_follows_renames_of_open_files(tmp_path):
 
 
 def test_fsync_eio_fails_the_disk_and_every_write_of_the_batch(tmp_path, engines):
-    fs = RenameAwareFaultyFileSystem()
+    fs = FaultyFileSystem()
     d = tmp_path / "disk"
     engine = engines(d, fs=fs)
     engine.create_bucket(BUCKET)
@@ -263,7 +243,7 @@ def test_fsync_eio_fails_the_disk_and_every_write_of_the_batch(tmp_path, engines
 )
 def test_enospc_raises_disk_full_stores_nothing_and_writes_resume(
         tmp_path, engines, op, path_part, skip, size):
-    fs = RenameAwareFaultyFileSystem()
+    fs = FaultyFileSystem()
     d = tmp_path / "disk"
     engine = engines(d, fs=fs)
     engine.create_bucket(BUCKET)
@@ -302,7 +282,7 @@ def test_enospc_raises_disk_full_stores_nothing_and_writes_resume(
 
 @pytest.mark.parametrize("size", [3000, 200 * KiB], ids=["small", "rolling-segments"])
 def test_power_cut_loses_only_unacknowledged_writes(tmp_path, engines, size):
-    fs = RenameAwareFaultyFileSystem()
+    fs = FaultyFileSystem()
     d = tmp_path / "disk"
     engine = engines(d, fs=fs)
     engine.create_bucket(BUCKET)
@@ -348,7 +328,7 @@ def test_power_cut_loses_only_unacknowledged_writes(tmp_path, engines, size):
 
 
 def test_power_cut_while_streaming_a_large_object(tmp_path, engines):
-    fs = RenameAwareFaultyFileSystem()
+    fs = FaultyFileSystem()
     d = tmp_path / "disk"
     engine = engines(d, fs=fs)
     engine.create_bucket(BUCKET)
@@ -458,7 +438,7 @@ def test_lost_bytes_of_an_acknowledged_record_are_never_served(tmp_path, engines
 
 
 def test_one_failed_disk_leaves_the_other_serving(tmp_path, engines):
-    fs = RenameAwareFaultyFileSystem()
+    fs = FaultyFileSystem()
     d1, d2 = tmp_path / "disk1", tmp_path / "disk2"
     engine = engines(d1, d2, fs=fs)
     engine.create_bucket(BUCKET)
@@ -539,7 +519,7 @@ def test_fault_during_compaction_loses_nothing(tmp_path, engines, sparse_store, 
     template, expected = sparse_store
     d = tmp_path / "disk"
     shutil.copytree(template, d)
-    fs = RenameAwareFaultyFileSystem()
+    fs = FaultyFileSystem()
     engine = engines(d, fs=fs, tombstone_grace_s=0.0)
     store = Store(engine)
     store.expected = dict(expected)
@@ -582,7 +562,7 @@ def test_power_cut_during_compaction_loses_nothing(tmp_path, engines, sparse_sto
     template, expected = sparse_store
     d = tmp_path / "disk"
     shutil.copytree(template, d)
-    fs = RenameAwareFaultyFileSystem()
+    fs = FaultyFileSystem()
     engine = engines(d, fs=fs, tombstone_grace_s=0.0)
     store = Store(engine)
     store.expected = dict(expected)
