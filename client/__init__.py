@@ -10,7 +10,7 @@ from __future__ import annotations
 from cairn import codecs as codecs  # the module: `cairn.codecs.CodecRegistry` works
 from cairn._async_client import AsyncClient
 from cairn._client import Client
-from cairn._core import GetResult, ObjectInfo
+from cairn._core import DiskStatus, GetResult, NodeStatus, ObjectInfo
 from cairn._mapping import AsyncBucket, Bucket
 from cairn._retry import Backoff, Retry
 from cairn.codecs import Codec, CodecRegistry, FunctionCodec
@@ -55,6 +55,7 @@ __all__ = [
     "DataLoss",
     "DiskFull",
     "DiskReadOnly",
+    "DiskStatus",
     "DiskUnavailable",
     "FailedPrecondition",
     "FunctionCodec",
@@ -62,6 +63,7 @@ __all__ = [
     "IntegrityError",
     "InternalError",
     "InvalidArgument",
+    "NodeStatus",
     "NotFound",
     "ObjectInfo",
     "PickleRefused",

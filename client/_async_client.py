@@ -1,10 +1,12 @@
 """``AsyncClient``: the SDK's facade; it only runs the I/O loop of each call.
 
 Every decision is made elsewhere: argument checks, request building, Put framing, Get
-verification and paging in ``cairn._core``; codec choice in ``cairn.codecs``; retry
-decisions and backoff in ``cairn._retry``; gRPC in ``cairn._transport``; local files
-in ``cairn._files``. This module loops: attempts and their deadline, the nodes of an
-attempt, the messages of a stream.
+verification and paging in ``cairn._core``; routing (the cluster map, the key's
+replicas, health, each attempt's share of the deadline) in ``cairn._routing``; codec
+choice in ``cairn.codecs``; retry decisions and backoff in ``cairn._retry``; gRPC in
+``cairn._transport``; local files in ``cairn._files``. This module loops: fetching the
+cluster map, attempts and their deadlines, the nodes of an attempt, the messages of a
+stream.
 
 ``client/_async_client.py`` is the source. ``client/_client.py`` is generated from it
 by ``.ci/unasync.py`` (like httpcore's unasync), and a test fails when the generated
@@ -33,6 +35,7 @@ from cairn._core import (
     SMALL_OBJECT_BYTES,
     Consistency,
     GetResult,
+    NodeStatus,
     ObjectInfo,
     RequestHeader,
 )
@@ -40,6 +43,7 @@ from cairn._files import AsyncFileSink, AsyncFileSource, Progress, Source, Targe
 from cairn._mapping import DEFAULT_SHELF_CODEC, AsyncBucket
 from cairn._retry import Deadline, Retry
 from cairn._transport import AsyncTransport
+from cairn.cluster.clustermap import ClusterMap
 from cairn.codecs import Codec, CodecRegistry
 from cairn.errors import CairnError, InvalidArgument, ResourceExhausted, Timeout
 from cairn.types import Version
@@ -93,10 +97,10 @@ class AsyncClient:
         self._retry = retry or Retry()
         self._codecs = core.make_registry(allow_pickle, codecs)
         self._session = core.Session(consistency)
-        self._router = core.SeedRouter(self._seeds)
+        self._clock = time.monotonic
+        self._router = core.Router(self._seeds, lambda: self._clock())
         self._transport = AsyncTransport(self._session.observe)
         self._rng = random.Random()
-        self._clock = time.monotonic
 
     @property
     def seeds(self) -> tuple[str, ...]:
@@ -164,6 +168,40 @@ class AsyncClient:
             InvalidArgument: a bad bucket name; CodecError: an unknown ``codec``.
         """
         return AsyncBucket(self, name, codec=codec)
+
+    # --- the cluster ------------------------------------------------------------------
+
+    async def cluster_map(self, *, timeout: float | None = None) -> ClusterMap:
+        """The cluster map as a seed knows it (``AdminService.GetClusterMap``).
+
+        Asks the seeds in order (the last one that answered first), the next one when
+        one fails, each with a share of the deadline. A map newer than the one this
+        client routes with replaces it.
+
+        Raises:
+            Unavailable: no seed answered.
+            Timeout: the deadline passed first.
+            InternalError: a node sent a map that breaks the map's rules.
+        """
+        fetched = await self._fetch_map(self._router.seeds, self._deadline(timeout))
+        self._install_map(fetched)
+        return fetched.map
+
+    async def node_status(self, address: str, *, timeout: float | None = None) -> NodeStatus:
+        """What the node at ``address`` says about itself (``AdminService.Status``).
+
+        Sent to exactly that node, never to another one (retried on it under the
+        retry policy).
+
+        Raises:
+            InvalidArgument: ``address`` is not ``host:port``.
+            Unavailable: the node did not answer, after retries.
+            Timeout: the deadline passed first.
+        """
+        target = core.check_address(address)
+        return await self._unary(
+            core.NodeStatusRequest, idempotent=True, timeout=timeout, addresses=(target,)
+        )
 
     # --- objects: small calls -----------------------------------------------------------
 
@@ -586,6 +624,7 @@ class AsyncClient:
         request_id: str | None = None,
         bucket: bytes | None = None,
         key: bytes | None = None,
+        addresses: tuple[str, ...] | None = None,
     ) -> T:
         request_id = request_id or core.new_request_id()
 
@@ -594,7 +633,12 @@ class AsyncClient:
             return await self._transport.call(address, request, self._left_s(deadline))
 
         return await self._run(
-            attempt, idempotent=idempotent, timeout=timeout, bucket=bucket, key=key
+            attempt,
+            idempotent=idempotent,
+            timeout=timeout,
+            bucket=bucket,
+            key=key,
+            addresses=addresses,
         )
 
     async def _run(
@@ -607,45 +651,85 @@ class AsyncClient:
         failover: bool = True,
         bucket: bytes | None = None,
         key: bytes | None = None,
+        addresses: tuple[str, ...] | None = None,
     ) -> T:
         """Make attempts until one succeeds, ``retry`` gives up, or the deadline passes.
 
-        ``bucket`` and ``key`` pick the nodes (``SeedRouter.route``); a placement-aware
-        router will send each key to its replicas.
+        ``bucket`` and ``key`` pick the nodes (``Router.route``: the key's replicas once
+        the cluster map is known, which is fetched first when due); ``addresses`` pins
+        the call to those nodes instead. Each attempt gets a share of the time left; the
+        next one goes at once to a node this call has not tried, or after a backoff
+        (``core.retry_delay_s`` decides). The error raised is the most telling one: what
+        a node answered, rather than a later refusal from nodes that are down.
         """
-        timeout_s = self._timeout_s if timeout is None else core.check_timeout(timeout)
-        deadline = Deadline.after(timeout_s, self._clock())
+        deadline = self._deadline(timeout)
         policy = retry or self._retry
+        if addresses is None:
+            await self._refresh_map(deadline)
+        tried: set[str] = set()
+        best: CairnError | None = None
         attempts = 0
+        route = addresses or self._router.route(bucket, key)
         while True:
             attempts += 1
             try:
-                route = self._router.route(bucket, key)
-                return await self._attempt(attempt, route, deadline, failover=failover)
+                return await self._attempt(
+                    attempt,
+                    core.attempt_route(route, tried),
+                    deadline,
+                    tried,
+                    failover=failover,
+                    attempts_left=policy.max_attempts - attempts + 1,
+                    idempotent=idempotent,
+                )
             except CairnError as err:
-                delay = policy.next_delay_s(
-                    err,
+                best = core.telling_error(best, err)
+                if addresses:
+                    route = core.avoid(addresses, tried)
+                else:
+                    route = self._router.route(bucket, key, tried)
+                delay = core.retry_delay_s(
+                    policy,
+                    best,
                     attempts,
                     idempotent=idempotent,
                     deadline_left_s=deadline.left_s(self._clock()),
+                    fresh_node=route[0] not in tried and self._router.usable(route[0]),
                     rng=self._rng,
                 )
                 if delay is None:
-                    raise
-                await asyncio.sleep(delay)
+                    if best is err:
+                        raise
+                    raise best from err
+                if delay > 0:
+                    await asyncio.sleep(delay)
 
     async def _attempt(
-        self, attempt: Attempt[T], route: tuple[str, ...], deadline: Deadline, *, failover: bool
+        self,
+        attempt: Attempt[T],
+        route: tuple[str, ...],
+        deadline: Deadline,
+        tried: set[str],
+        *,
+        failover: bool,
+        attempts_left: int,
+        idempotent: bool,
     ) -> T:
-        """One attempt: the route's nodes in order, the next only if the request was
-        provably not sent to the previous one."""
+        """One attempt: the route's first node, and the next ones only while the request
+        was provably not sent (no node saw it, and no time was lost)."""
         error: CairnError | None = None
+        nodes = len(set(route))
         for address in route if failover else route[:1]:
-            if deadline.expired(self._clock()):
+            now = self._clock()
+            if deadline.expired(now):
                 raise Timeout("the call's deadline passed before a node answered") from error
+            share = core.attempt_deadline(
+                deadline, now, attempts_left=attempts_left, nodes=nodes, idempotent=idempotent
+            )
             try:
-                result = await attempt(address, deadline)
+                result = await attempt(address, share)
             except CairnError as err:
+                tried.add(address)
                 self._router.failed(address, err)
                 if not core.is_failover(err):
                     raise
@@ -656,10 +740,65 @@ class AsyncClient:
         assert error is not None
         raise error
 
+    # --- the cluster map --------------------------------------------------------------
+
+    async def _refresh_map(self, deadline: Deadline) -> None:
+        """Fetch the cluster map first if it is due (first use, or a newer epoch seen).
+
+        A failed fetch is not the call's failure: the call routes by seeds meanwhile.
+        """
+        sources = self._router.begin_map_fetch(
+            self._session.newest_epoch, self._session.newest_epoch_node
+        )
+        if sources is None:
+            return
+        fetched: core.FetchedMap | None = None
+        try:
+            budget = core.map_fetch_deadline(deadline, self._clock())
+            fetched = await self._fetch_map(sources, budget)
+        except CairnError:
+            pass  # seed routing until the next fetch is due
+        finally:
+            if self._router.end_map_fetch(fetched):
+                self._session.map_epoch = self._router.epoch
+
+    async def _fetch_map(
+        self, sources: tuple[str, ...], deadline: Deadline
+    ) -> core.FetchedMap:
+        """``GetClusterMap`` from the first of ``sources`` that answers, each asked
+        with a share of the time left."""
+        error: CairnError | None = None
+        for i, address in enumerate(sources):
+            now = self._clock()
+            if deadline.expired(now):
+                raise Timeout("the deadline passed before a node sent the cluster map") from error
+            share = core.attempt_deadline(
+                deadline, now, attempts_left=len(sources) - i, nodes=len(sources), idempotent=True
+            )
+            request = core.ClusterMapRequest(self._session.header(core.new_request_id()))
+            try:
+                fetched = await self._transport.call(address, request, self._left_s(share))
+            except CairnError as err:
+                self._router.failed(address, err)
+                error = err
+                continue
+            self._router.succeeded(address)
+            return fetched
+        assert error is not None
+        raise error
+
+    def _install_map(self, fetched: core.FetchedMap) -> None:
+        if self._router.install(fetched):
+            self._session.map_epoch = self._router.epoch
+
+    def _deadline(self, timeout: float | None) -> Deadline:
+        timeout_s = self._timeout_s if timeout is None else core.check_timeout(timeout)
+        return Deadline.after(timeout_s, self._clock())
+
     def _left_s(self, deadline: Deadline) -> float:
         left_s = deadline.left_s(self._clock())
         if left_s <= 0:
-            raise Timeout("the call's deadline passed")
+            raise Timeout("the deadline of this attempt passed")
         return left_s
 
 

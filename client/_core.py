@@ -31,6 +31,7 @@ from cairn._routing import (
     Router,
     SeedRouter,
     attempt_deadline,
+    attempt_route,
     attempt_timeout_s,
     avoid,
     health_order,
@@ -38,6 +39,7 @@ from cairn._routing import (
     is_node_failure,
     map_fetch_deadline,
     retry_delay_s,
+    telling_error,
 )
 from cairn._values import (
     ClusterMapRequest,
@@ -121,6 +123,7 @@ __all__ = [
     "Session",
     "SmallValue",
     "attempt_deadline",
+    "attempt_route",
     "attempt_timeout_s",
     "avoid",
     "check_address",
@@ -145,6 +148,7 @@ __all__ = [
     "retry_delay_s",
     "shelf_codec",
     "split_value",
+    "telling_error",
     "use_put_small",
     "verify_value",
 ]

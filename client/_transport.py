@@ -534,9 +534,15 @@ class AsyncTransport(_Base):
         """
         call = self._stub(address).object.Put(timeout=timeout_s)
         try:
-            async for message in messages:
-                await call.write(_put_request_pb(message))
-            await call.done_writing()
+            try:
+                async for message in messages:
+                    await call.write(_put_request_pb(message))
+                await call.done_writing()
+            except asyncio.InvalidStateError:
+                # The call ended while we wrote (e.g. the connection was refused): grpc.aio
+                # says so with InvalidStateError, and the call's own status says why.
+                await call
+                raise InternalError(f"{address}: a Put call ended without a status") from None
             response = await call
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, address) from exc

@@ -10,8 +10,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import grpc
-
 from cairn.errors import CairnError, Conflict, IntegrityError, InvalidArgument, NotFound
 from cairn.node.coordinator.peers import ReplicaWrite
 from cairn.node.storage import format as fmt

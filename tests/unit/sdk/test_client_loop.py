@@ -19,6 +19,7 @@ from cairn import _core as core
 from cairn._retry import NOT_SENT
 from cairn.errors import (
     IntegrityError,
+    InternalError,
     NotFound,
     ResourceExhausted,
     Timeout,
@@ -39,12 +40,22 @@ def info(data: bytes, key: str = "k") -> core.ObjectInfo:
     return core.ObjectInfo("app", key, len(data), Version(1, 0, 1), core.checksum(data), "raw")
 
 
+def no_map(address: str) -> core.FetchedMap:
+    raise InternalError("UNIMPLEMENTED: an old node without GetClusterMap")
+
+
 class Script:
-    """A transport whose answers are functions of (address, request)."""
+    """A transport whose answers are functions of (address, request).
+
+    ``GetClusterMap`` requests are answered by ``on_map`` and kept apart in
+    ``map_calls``; by default no map can be had, so the client routes by seeds.
+    """
 
     def __init__(self, session: core.Session) -> None:
         self.session = session
         self.calls: list[tuple[str, Any]] = []
+        self.map_calls: list[tuple[str, float]] = []
+        self.on_map: Callable[[str], core.FetchedMap] = no_map
         self.on_call: Callable[[str, Any], Any] = lambda a, r: None
         self.on_get: Callable[[str, core.GetRequest], Iterator[core.GetPart]] = (
             lambda a, r: iter(()))
@@ -52,6 +63,9 @@ class Script:
 
     def call(self, address, request, timeout_s):
         assert timeout_s > 0
+        if isinstance(request, core.ClusterMapRequest):
+            self.map_calls.append((address, timeout_s))
+            return self.on_map(address)
         self.calls.append((address, request))
         self.session.observe(core.ResponseHeader(1, Version(len(self.calls), 0, 9), 9))
         return self.on_call(address, request)

@@ -211,3 +211,80 @@ def test_a_closed_transport_refuses_calls():
     t.close()
     with pytest.raises(RuntimeError, match="closed"):
         t._stub(ADDRESS)
+
+
+# --- the admin service --------------------------------------------------------------------
+
+
+def test_errors_from_a_cairn_handler_are_marked_answered():
+    answered = error(S.UNAVAILABLE, "quorum failed", [("cairn-error-code", "UNAVAILABLE")])
+    assert answered.details.get(core.ANSWERED) is True
+    assert not core.is_node_failure(answered)
+    bare = error(S.UNAVAILABLE, "Socket closed")
+    assert core.ANSWERED not in bare.details
+    assert core.is_node_failure(bare)
+
+
+def test_cluster_map_from_the_wire():
+    from cairn.cluster.placement import PLACEMENT_NAME
+    from cairn.v1 import admin_pb2
+
+    pb = admin_pb2.GetClusterMapResponse()
+    m = pb.map
+    m.epoch, m.replicas_n, m.write_quorum, m.read_quorum, m.partitions = 7, 2, 2, 1, 64
+    m.placement = PLACEMENT_NAME
+    m.nodes.add(id=2, address="b:2", zone="z2", weight=2.0)
+    m.nodes.add(id=1, address="a:1", zone="z1", weight=1.0)
+    fetched = transport._fetched_map(pb)
+    assert fetched.placement == PLACEMENT_NAME
+    got = fetched.map
+    assert (got.epoch, got.replicas_n, got.write_quorum, got.read_quorum, got.partitions) == (
+        7, 2, 2, 1, 64)
+    assert [(n.id, n.address, n.zone, n.weight) for n in got.nodes] == [
+        (1, "a:1", "z1", 1.0), (2, "b:2", "z2", 2.0)]
+
+
+def test_an_invalid_cluster_map_is_an_internal_error():
+    from cairn.v1 import admin_pb2
+
+    pb = admin_pb2.GetClusterMapResponse()  # epoch 0, no nodes
+    with pytest.raises(InternalError, match="invalid cluster map"):
+        transport._fetched_map(pb)
+
+
+def test_node_status_from_the_wire():
+    from cairn.v1 import admin_pb2
+
+    pb = admin_pb2.StatusResponse()
+    s = pb.status
+    s.node_id, s.address, s.software_version, s.uptime_s, s.epoch = 3, "c:3", "0.1.0", 5.5, 9
+    s.object_count, s.pending_hints, s.zone, s.tombstone_count = 10, 2, "z", 4
+    s.counters["integrity_errors"] = 1
+    s.labels["python"] = "3.11"
+    s.disks.add(path="/d1", disk_id="i1", state="ok", used_bytes=1, free_bytes=2,
+                object_count=3, segment_count=4, live_bytes=5, dead_bytes=6)
+    s.disks.add(path="/d2", disk_id="i2", state="failed", error="EIO")
+    got = transport._node_status(pb)
+    assert got == core.NodeStatus(
+        node_id=3, address="c:3", software_version="0.1.0", uptime_s=5.5, epoch=9,
+        disks=(core.DiskStatus("/d1", "i1", "ok", "", 1, 2, 3, 4, 5, 6),
+               core.DiskStatus("/d2", "i2", "failed", "EIO")),
+        object_count=10, pending_hints=2, zone="z", counters={"integrity_errors": 1},
+        labels={"python": "3.11"}, tombstone_count=4,
+    )
+    assert [d.ok for d in got.disks] == [True, False]
+
+
+def test_one_channel_per_node_carries_both_services():
+    t = transport.SyncTransport(lambda header: None)
+    first = t._stub(ADDRESS)
+    assert t._stub(ADDRESS) is first
+    t._stub("127.0.0.1:7102")
+    assert t.addresses == (ADDRESS, "127.0.0.1:7102")
+    assert first.method(transport._UNARY[core.ClusterMapRequest]) is not None
+    t.close()
+
+
+def test_channels_reconnect_quickly_to_a_node_that_restarted():
+    options = dict(transport.CHANNEL_OPTIONS)
+    assert options["grpc.max_reconnect_backoff_ms"] <= 2000
