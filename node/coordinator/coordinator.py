@@ -471,7 +471,10 @@ class Coordinator:
         partition, targets = self.placement(bucket, key)
         need = self._quorum(consistency, "write", len(targets))
         version = self.clock.now()
-        for _node, info in await self._gather_heads(bucket, key, targets, 1):
+        # Ask enough replicas that their set meets every write quorum, so the stamp is
+        # newer than any write acknowledged before this stream began.
+        enough = len(targets) - need + 1
+        for _node, info in await self._gather_heads(bucket, key, targets, enough):
             if info is not None and info.version >= version:
                 version = self.clock.advance_past(info.version)
         box = {"size": 0, "crc": 0}
@@ -520,11 +523,11 @@ class Coordinator:
             raise
         tally = await fan
         await self._write_hints(w, [n for n in tally.failures if n != self.node_id])
-        if len(tally.acks) < need:
-            if tally.newer is not None:
-                raise Unavailable("a newer version of the object was written concurrently; "
-                                  "this upload lost to it")
+        if len(tally.acks) < need and tally.newer is None:
             self._raise_quorum(tally, need, len(targets), "write")
+        # With ``tally.newer`` set, a write that began while this stream was flowing
+        # holds a newer version: last writer wins orders this upload before it, so the
+        # upload succeeded and was superseded (it could not be re-stamped and resent).
         return _info_of(ReplicaWrite(bucket, key, version, partition, False, codec, metadata,
                                      box["size"], box["crc"]))
 

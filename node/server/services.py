@@ -354,23 +354,24 @@ class AdminService:
     @unary
     async def Status(self, request: Any, context: Any) -> Any:
         self.ctx.observe(request.header)
+        disks_now = self.engine.status()
         disks = [
             admin_pb2.DiskStatus(
                 path=d.path, disk_id=d.disk_id, state=d.state, error=d.error,
                 used_bytes=d.used_bytes, free_bytes=d.free_bytes, object_count=d.objects,
                 segment_count=d.segments, live_bytes=d.live_bytes, dead_bytes=d.dead_bytes,
             )
-            for d in self.engine.status()
+            for d in disks_now
         ]
         config = self.ctx.config
         status = admin_pb2.NodeStatus(
             node_id=config.node_id, address=config.listen, software_version=SOFTWARE_VERSION,
             uptime_s=time.monotonic() - self.started,
             epoch=self.ctx.coordinator.cluster_map.epoch, disks=disks,
-            object_count=sum(d.objects for d in self.engine.status()),
+            object_count=sum(d.objects for d in disks_now),
+            tombstone_count=sum(d.tombstones for d in disks_now),
             pending_hints=self.pending_hints(), zone=config.zone,
-            counters={"integrity_errors": sum(d.integrity_errors for d in
-                                              self.engine.status())},
+            counters={"integrity_errors": sum(d.integrity_errors for d in disks_now)},
         )
         if self.repair is not None:
             status.repair.CopyFrom(admin_pb2.RepairStatus(**{

@@ -111,6 +111,7 @@ class _Delta:
     live_bytes: int = 0
     live_records: int = 0
     total_bytes: int = 0
+    tombstones: int = 0  # change in live tombstones (kept per disk, not per segment)
 
     def apply(self, st: fmt.SegmentState) -> None:
         st.live_bytes += self.live_bytes
@@ -130,7 +131,8 @@ class DiskStats:
     segments: int = 0
     live_bytes: int = 0
     dead_bytes: int = 0
-    objects: int = 0
+    objects: int = 0  # live objects, tombstones not included
+    tombstones: int = 0
     integrity_errors: int = 0
     torn_bytes_cut: int = 0
     commits: int = 0
@@ -486,6 +488,7 @@ class Disk:
             if not st.sealed:
                 self._recover_tail(st)
         self.fs.fsync_dir(self._seg_dir)
+        self.stats.tombstones = self._count_tombstones()
         self._recount()
 
     def _recover_tail(self, st: fmt.SegmentState) -> None:
@@ -528,7 +531,17 @@ class Disk:
         self.stats.segments = len(self._segments)
         self.stats.live_bytes = live
         self.stats.dead_bytes = total - live
-        self.stats.objects = sum(s.live_records for s in self._segments.values())
+        records = sum(s.live_records for s in self._segments.values())
+        self.stats.objects = records - self.stats.tombstones
+
+    def _count_tombstones(self) -> int:
+        """Live tombstones in the index (one pass at open; commits keep it current)."""
+        count = 0
+        with self._read_txn() as txn:
+            for raw in txn.cursor(db=self._dbs[DB_OBJECTS]).iternext(keys=False, values=True):
+                if len(raw) > 5 and raw[5] & fmt.ENTRY_TOMBSTONE:
+                    count += 1
+        return count
 
     # ------------------------------------------------------------------ writes
 
@@ -822,6 +835,7 @@ class Disk:
                 if p.new_segment is not None:
                     self._segments[p.new_segment.segment_id] = p.new_segment
             for sid, delta in deltas.items():
+                self.stats.tombstones += delta.tombstones
                 changed = self._segments.get(sid)
                 if changed is not None:
                     delta.apply(changed)
@@ -881,6 +895,7 @@ class Disk:
                 gone = deltas.setdefault(old.segment_id, _Delta())
                 gone.live_bytes -= old.record_len
                 gone.live_records -= 1
+                gone.tombstones -= int(old.tombstone)
                 txn.delete(p.okey, db=objects)
                 txn.delete(fmt.partition_key(old.partition, p.okey), db=self._dbs[DB_PARTITIONS])
                 return Outcome.REMOVED, None
@@ -893,9 +908,11 @@ class Disk:
             gone = deltas.setdefault(old.segment_id, _Delta())
             gone.live_bytes -= old.record_len
             gone.live_records -= 1
+            gone.tombstones -= int(old.tombstone)
         added = deltas[new.segment_id]
         added.live_bytes += new.record_len
         added.live_records += 1
+        added.tombstones += int(new.tombstone)
         txn.put(p.okey, fmt.encode_index_entry(new), db=objects)
         if old is None or old.partition != new.partition:
             if old is not None:

@@ -70,6 +70,7 @@ class DiskStatus:
     state: str
     error: str
     objects: int
+    tombstones: int
     segments: int
     live_bytes: int
     dead_bytes: int
@@ -758,7 +759,8 @@ class Engine:
                 pass
             s = disk.stats
             out.append(DiskStatus(
-                disk.path, disk.disk_id, str(disk.state), disk.error, s.objects, s.segments,
+                disk.path, disk.disk_id, str(disk.state), disk.error, s.objects, s.tombstones,
+                s.segments,
                 s.live_bytes, s.dead_bytes, used, free, s.integrity_errors,
             ))
         return out
