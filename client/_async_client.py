@@ -680,21 +680,23 @@ class AsyncClient:
                     tried,
                     failover=failover,
                     attempts_left=policy.max_attempts - attempts + 1,
+                    nodes=len(set(route)),
                     idempotent=idempotent,
                 )
             except CairnError as err:
                 best = core.telling_error(best, err)
                 if addresses:
                     route = core.avoid(addresses, tried)
+                    fresh = route[0] not in tried
                 else:
-                    route = self._router.route(bucket, key, tried)
+                    route, fresh = self._router.next_route(bucket, key, tried)
                 delay = core.retry_delay_s(
                     policy,
                     best,
                     attempts,
                     idempotent=idempotent,
                     deadline_left_s=deadline.left_s(self._clock()),
-                    fresh_node=route[0] not in tried and self._router.usable(route[0]),
+                    fresh_node=fresh,
                     rng=self._rng,
                 )
                 if delay is None:
@@ -713,12 +715,13 @@ class AsyncClient:
         *,
         failover: bool,
         attempts_left: int,
+        nodes: int,
         idempotent: bool,
     ) -> T:
         """One attempt: the route's first node, and the next ones only while the request
-        was provably not sent (no node saw it, and no time was lost)."""
+        was provably not sent (no node saw it, and no time was lost). ``nodes``: how
+        many nodes the whole call can reach (for the attempt's share of the deadline)."""
         error: CairnError | None = None
-        nodes = len(set(route))
         for address in route if failover else route[:1]:
             now = self._clock()
             if deadline.expired(now):
@@ -753,13 +756,15 @@ class AsyncClient:
         if sources is None:
             return
         fetched: core.FetchedMap | None = None
+        failed = False
         try:
             budget = core.map_fetch_deadline(deadline, self._clock())
             fetched = await self._fetch_map(sources, budget)
         except CairnError:
-            pass  # seed routing until the next fetch is due
+            failed = True  # seed routing until the next fetch is due
         finally:
-            if self._router.end_map_fetch(fetched):
+            # Also on cancellation: the claim is released, so a later call fetches.
+            if self._router.end_map_fetch(fetched, failed=failed):
                 self._session.map_epoch = self._router.epoch
 
     async def _fetch_map(

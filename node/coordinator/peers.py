@@ -7,6 +7,8 @@ memory.
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -97,8 +99,8 @@ class Peers(Protocol):
         """The hash tree of ``partition`` as ``node`` holds it."""
         ...
 
-    async def list_partition(self, node: NodeId, partition: int, leaves: list[int],
-                             leaf_count: int, timeout_s: float) -> list[ObjectInfo]:
+    async def list_partition(self, node: NodeId, partition: int, leaves: builtins.list[int],
+                             leaf_count: int, timeout_s: float) -> builtins.list[ObjectInfo]:
         """``node``'s entries (tombstones included) in these leaves of ``partition``."""
         ...
 

@@ -9,6 +9,7 @@ each; heads, reads and listings are ordinary calls. Every call has a deadline.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import itertools
 import logging
@@ -358,13 +359,14 @@ class GrpcPeers:
         leaves = tuple(reply.leaves[i:i + size] for i in range(0, len(reply.leaves), size))
         return Digest(reply.root, leaves, reply.entries, reply.bytes)
 
-    async def list_partition(self, node: NodeId, partition: int, leaves: list[int],
-                             leaf_count: int, timeout_s: float) -> list[ObjectInfo]:
+    async def list_partition(self, node: NodeId, partition: int, leaves: builtins.list[int],
+                             leaf_count: int, timeout_s: float
+                             ) -> builtins.list[ObjectInfo]:
         call = self._stub(node).ListPartition(
             replica_pb2.ListPartitionRequest(header=self._header(), partition=partition,
                                              leaves=leaves, leaf_count=leaf_count),
             timeout=timeout_s * 4, wait_for_ready=self._patient(node))
-        out: list[ObjectInfo] = []
+        out: builtins.list[ObjectInfo] = []
         try:
             async for reply in call:
                 out.extend(_info_from_pb(o) for o in reply.objects)

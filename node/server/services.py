@@ -374,9 +374,10 @@ class AdminService:
             counters={"integrity_errors": sum(d.integrity_errors for d in disks_now)},
         )
         if self.repair is not None:
-            status.repair.CopyFrom(admin_pb2.RepairStatus(**{
+            fields: dict[str, Any] = {
                 k: (int(v) if k not in ("eta_s", "scrub_progress") else float(v))
-                for k, v in self.repair.status().items()}))
+                for k, v in self.repair.status().items()}
+            status.repair.CopyFrom(admin_pb2.RepairStatus(**fields))
         return admin_pb2.StatusResponse(header=self.ctx.response_header(), status=status)
 
     def _repair(self) -> Any:

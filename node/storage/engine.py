@@ -690,7 +690,7 @@ class Engine:
 
     # ------------------------------------------------------------------ maintenance
 
-    def check_disks(self) -> list[str]:
+    def check_disks(self) -> builtins.list[str]:
         """Notice disks that vanished, and take back replaced ones.
 
         A disk whose identity marker vanished is failed (``_refresh_state``). A failed
