@@ -53,6 +53,7 @@ STREAM_QUEUE_DEPTH: Final = 4
 HINT_BATCH: Final = 256
 REPAIR_CONCURRENCY: Final = 8
 STRAGGLER_WAIT_S: Final = 0.25
+BUCKET_DELETE_ATTEMPTS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,17 +245,55 @@ class Coordinator:
         if page.objects:
             raise FailedPrecondition(f"bucket {name!r} is not empty")
         others = [n for n in self.cluster_map.node_ids if n != self.node_id]
-        if others and self.peers is not None:
-            peers = self.peers
-            results = await asyncio.gather(
-                *(peers.bucket(n, name, True, 0, self.config.replica_timeout_s)
-                  for n in others), return_exceptions=True)
-            failed = {n: r for n, r in zip(others, results, strict=True)
-                      if isinstance(r, BaseException)}
-            if failed:
-                raise Unavailable(f"bucket {name!r} could not be deleted everywhere: "
-                                  f"{_describe(failed)}")
-        await self.engine.delete_bucket(name)
+        failed: dict[NodeId, BaseException] = {}
+        for _attempt in range(BUCKET_DELETE_ATTEMPTS):
+            failed = {}
+            if others and self.peers is not None:
+                peers = self.peers
+                results = await asyncio.gather(
+                    *(peers.bucket(n, name, True, 0, self.config.replica_timeout_s)
+                      for n in others), return_exceptions=True)
+                failed = {n: r for n, r in zip(others, results, strict=True)
+                          if isinstance(r, BaseException)}
+            if not failed:
+                break
+            # A replica that missed some deletes (a tombstone still in flight, or the
+            # node was down) still holds objects the merged listing showed deleted:
+            # level it with the newest versions, then ask again.
+            for node, err in failed.items():
+                if isinstance(err, FailedPrecondition):
+                    await self._level_bucket(node, name)
+            others = list(failed)
+        if failed:
+            raise Unavailable(f"bucket {name!r} could not be deleted everywhere: "
+                              f"{_describe(failed)}")
+        try:
+            await self.engine.delete_bucket(name)
+        except FailedPrecondition:
+            await self._level_bucket(self.node_id, name)
+            await self.engine.delete_bucket(name)
+
+    async def _level_bucket(self, node: NodeId, bucket: str) -> None:
+        """Push the newest version of every object ``node`` still shows in ``bucket``."""
+        if node == self.node_id:
+            live = await self.engine.list(bucket, prefix=b"", start_after=b"", limit=10_000,
+                                          include_deleted=False)
+        else:
+            assert self.peers is not None
+            live = [i for i in await self.peers.list(node, bucket, b"", b"", 10_000,
+                                                     self.config.replica_timeout_s)
+                    if not i.deleted]
+        for info in live:
+            _partition, targets = self.placement(bucket, info.key)
+            answers = await self._gather_heads(bucket, info.key, targets, len(targets))
+            found = [(i, n) for n, i in answers if i is not None]
+            if not found:
+                continue
+            newest = max(i.version for i, _ in found)
+            holders = [n for i, n in found if i.version == newest]
+            best = next(i for i, _ in found if i.version == newest)
+            if best.version > info.version:
+                await self.push(node, bucket, info.key, best, holders)
 
     def list_buckets(self) -> list[str]:
         return self.engine.engine.list_buckets()

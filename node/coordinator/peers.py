@@ -8,7 +8,6 @@ memory.
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
