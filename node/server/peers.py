@@ -346,7 +346,9 @@ class GrpcPeers:
             replica_pb2.ReplicaBucketRequest(header=self._header(),
                                              bucket=bucket.encode("ascii"), delete=delete,
                                              created_ms=created_ms), timeout=timeout_s,
-            wait_for_ready=self._patient(node)))
+            # Bucket calls are rare and must reach every node: always wait for the
+            # connection (a peer marked down may just have come back).
+            wait_for_ready=True))
         return bool(reply.existed)
 
     async def partition_digest(self, node: NodeId, partition: int, leaf_count: int,
