@@ -79,6 +79,8 @@ def test_scrub_finds_and_repairs_flipped_bytes_from_a_good_replica(tmp_path):
         # The read path may already have flagged and repaired some; the scrubber does the
         # rest. Either way every copy on node 2 is whole again, with exactly its bytes.
         assert status.repair.scrub_lost == 0
+        assert status.repair.scrub_repaired == len(victims), "every flipped record found"
+        assert status.repair.scrub_checked >= len(keys)
         for k in keys:
             assert c.client(2).read_local("app", k) == values[k]
 
