@@ -10,7 +10,14 @@ from __future__ import annotations
 from cairn import codecs as codecs  # the module: `cairn.codecs.CodecRegistry` works
 from cairn._async_client import AsyncClient
 from cairn._client import Client
-from cairn._core import DiskStatus, GetResult, NodeStatus, ObjectInfo
+from cairn._core import (
+    DiskStatus,
+    GetResult,
+    NodeStatus,
+    ObjectInfo,
+    RepairResult,
+    RepairStatus,
+)
 from cairn._mapping import AsyncBucket, Bucket
 from cairn._retry import Backoff, Retry
 from cairn.codecs import Codec, CodecRegistry, FunctionCodec
@@ -67,6 +74,8 @@ __all__ = [
     "NotFound",
     "ObjectInfo",
     "PickleRefused",
+    "RepairResult",
+    "RepairStatus",
     "ResourceExhausted",
     "Retry",
     "Timeout",

@@ -37,6 +37,7 @@ from cairn._core import (
     GetResult,
     NodeStatus,
     ObjectInfo,
+    RepairResult,
     RequestHeader,
 )
 from cairn._files import AsyncFileSink, AsyncFileSource, Progress, Source, Target
@@ -201,6 +202,87 @@ class AsyncClient:
         target = core.check_address(address)
         return await self._unary(
             core.NodeStatusRequest, idempotent=True, timeout=timeout, addresses=(target,)
+        )
+
+    # The three repair calls below are sent like node_status: to that node only, and
+    # idempotent (a repeated Scrub or Repair starts a pass that finds less to do; a
+    # repeated SetRepairRate sets the same rate), so they are retried there.
+
+    async def scrub(self, address: str, *, timeout: float | None = None) -> None:
+        """Start a scrub pass on the node at ``address`` now (``AdminService.Scrub``).
+
+        Returns once the pass is started, not when it ends: its progress is in
+        ``node_status(address).repair`` (``scrub_progress``, ``scrub_passes``).
+
+        Raises:
+            InvalidArgument: ``address`` is not ``host:port``.
+            FailedPrecondition: the node runs no repair workers.
+            Unavailable: the node did not answer, after retries.
+            Timeout: the deadline passed first.
+        """
+        target = core.check_address(address)
+        await self._unary(core.ScrubRequest, idempotent=True, timeout=timeout, addresses=(target,))
+
+    async def repair(
+        self,
+        address: str,
+        *,
+        partition: int | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> RepairResult:
+        """Run anti-entropy on the node at ``address`` now (``AdminService.Repair``).
+
+        The node compares its partitions with their other replicas and copies what
+        differs, both ways, at its repair rate (docs/repair.md).
+
+        Args:
+            address: the node, ``host:port``.
+            partition: only this partition (the node levels it before answering, as
+                with ``wait``); None: every partition the node holds.
+            wait: answer once the pass has levelled everything; else the pass runs in
+                the background and the result is all zeros. Give a ``timeout`` long
+                enough for the copying.
+            timeout: seconds for the call (the client's default if None).
+
+        Raises:
+            InvalidArgument: a bad ``address`` or ``partition``, or a partition the
+                cluster does not have.
+            FailedPrecondition: the node runs no repair workers.
+            Unavailable: the node did not answer, after retries.
+            Timeout: the deadline passed first; the node stops this call's levelling
+                there (what it copied stays copied; the next pass copies the rest).
+        """
+        target = core.check_address(address)
+        part = core.check_partition(partition)
+        return await self._unary(
+            lambda h: core.RepairRequest(h, part, bool(wait)),
+            idempotent=True,
+            timeout=timeout,
+            addresses=(target,),
+        )
+
+    async def set_repair_rate(
+        self, address: str, rate_bytes_s: int, *, timeout: float | None = None
+    ) -> None:
+        """Set the node's repair rate limit while it runs (``AdminService.SetRepairRate``).
+
+        Anti-entropy and rebuild copy at most ``rate_bytes_s`` bytes per second on that
+        node; 0 means unlimited. The node's configured rate returns at its restart.
+
+        Raises:
+            InvalidArgument: a bad ``address``, or a rate that is not an int >= 0.
+            FailedPrecondition: the node runs no repair workers.
+            Unavailable: the node did not answer, after retries.
+            Timeout: the deadline passed first.
+        """
+        target = core.check_address(address)
+        rate = core.check_rate(rate_bytes_s)
+        await self._unary(
+            lambda h: core.SetRepairRateRequest(h, rate),
+            idempotent=True,
+            timeout=timeout,
+            addresses=(target,),
         )
 
     # --- objects: small calls -----------------------------------------------------------

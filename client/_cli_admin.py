@@ -1,23 +1,55 @@
-"""``cairn admin status``: the cluster map and every node's own status, for operators.
+"""``cairn admin``: the cluster map and every node's own status; scrub and repair.
 
-It asks one seed for the cluster map (AdminService.GetClusterMap), then every node of
-the map for its status (AdminService.Status), through the SDK. A node that does not
-answer is shown as down, with why; the command still prints the others, and exits
+``status`` asks one seed for the cluster map (AdminService.GetClusterMap), then every
+node of the map for its status (AdminService.Status), through the SDK. A node that does
+not answer is shown as down, with why; the command still prints the others, and exits
 ``EXIT_DEGRADED`` when a node is down or a disk is not ``ok``.
+
+``scrub`` and ``repair`` send one call to each chosen node (``targets``: one ``--node``,
+the replicas of a ``--partition``, or every node of the map) and say what each did; a
+node that fails does not stop the others (``run_on``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from cairn._cli_support import EXIT_UNAVAILABLE, format_bytes, one_line
+from cairn._cli_support import (
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+    exit_code_for,
+    format_bytes,
+    format_rate,
+    one_line,
+)
+from cairn._values import RepairResult, RepairStatus
+from cairn.cluster.placement import replicas
 from cairn.errors import CairnError
 
-__all__ = ["EXIT_DEGRADED", "NodeReport", "StatusReport", "collect"]
+__all__ = [
+    "EXIT_DEGRADED",
+    "REPAIR_FIELDS",
+    "REPAIR_WAIT_TIMEOUT_S",
+    "NodeReport",
+    "StatusReport",
+    "Target",
+    "collect",
+    "repair_line",
+    "repair_summary",
+    "run_on",
+    "targets",
+]
 
 EXIT_DEGRADED: Final = EXIT_UNAVAILABLE
+REPAIR_WAIT_TIMEOUT_S: Final = 3600.0
+"""Deadline of ``admin repair --wait`` when ``--timeout`` is not given: levelling copies
+object bytes at the repair rate, far longer than the SDK's default deadline."""
+REPAIR_FIELDS: Final = tuple(f.name for f in dataclasses.fields(RepairStatus))
+"""The fields of ``NodeStatus.repair``, in the wire's order (``--json`` shows them all)."""
 
 
 @dataclass(slots=True)
@@ -80,6 +112,9 @@ class StatusReport:
                 f"uptime {_duration(s.uptime_s)}  epoch {s.epoch}  objects {s.object_count}  "
                 f"tombstones {getattr(s, 'tombstone_count', 0)}  hints {s.pending_hints}"
             )
+            repair = getattr(s, "repair", None)
+            if repair is not None:
+                yield repair_line(repair)
             for d in s.disks:
                 error = f"  ({one_line(d.error)})" if d.error else ""
                 yield (
@@ -147,7 +182,22 @@ def _node_dict(node: NodeReport) -> dict[str, Any]:
             for d in s.disks
         ],
     )
+    repair = getattr(s, "repair", None)
+    if repair is not None:
+        out["repair"] = {name: getattr(repair, name) for name in REPAIR_FIELDS}
     return out
+
+
+def repair_line(r: Any) -> str:
+    """A node's repair status in one line (the fields of ``cairn.RepairStatus``)."""
+    eta = _duration(r.eta_s) if r.eta_s > 0 else "-"
+    passes = "pass" if r.scrub_passes == 1 else "passes"
+    return (
+        f"  repair  {r.partitions_below_redundancy}/{r.partitions_held} partitions below "
+        f"redundancy  to copy {format_bytes(r.bytes_to_copy)}  eta {eta}  "
+        f"rate {format_rate(r.rate_bytes_s)}  scrub {r.scrub_progress:.0%} "
+        f"({r.scrub_passes} {passes})  repaired {r.scrub_repaired}  lost {r.scrub_lost}"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -181,3 +231,105 @@ def collect(client: Any) -> StatusReport:
             node.error = one_line(f"{type(exc).__name__}: {exc}")
         report.nodes.append(node)
     return report
+
+
+# ------------------------------------------------------------- scrub and repair
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A node a scrub or repair call goes to: its address, and how to name it."""
+
+    address: str
+    label: str
+
+
+def targets(client: Any, node: str | None, partition: int | None) -> list[Target]:
+    """The nodes to send to: ``node`` alone, else the replicas of ``partition``, else
+    every node of the cluster map (asked of a seed).
+
+    With both ``node`` and ``partition``, a node of the map that holds no replica of the
+    partition is refused: it would copy the whole partition in from its replicas.
+
+    Raises:
+        CliError: (usage) the partition does not exist, or ``node`` does not hold it.
+        CairnError: the cluster map could not be had from any seed.
+    """
+    if node is not None and partition is None:
+        return [Target(node, node)]
+    cluster_map = client.cluster_map()
+    if partition is not None and partition >= cluster_map.partitions:
+        raise CliError(
+            f"partition {partition} does not exist (the cluster has "
+            f"{cluster_map.partitions}: 0..{cluster_map.partitions - 1})",
+            EXIT_USAGE,
+        )
+    nodes = list(cluster_map.nodes)
+    if partition is not None:
+        holders = [cluster_map.node(n) for n in replicas(cluster_map, partition)]
+        if node is None:
+            nodes = holders
+        else:
+            nodes = [n for n in nodes if n.address == node]
+            if not nodes:  # an address the map spells otherwise: the node decides
+                return [Target(node, node)]
+            if nodes[0] not in holders:
+                where = ", ".join(f"node {n.id} {n.address}" for n in holders)
+                raise CliError(
+                    f"node {nodes[0].id} {node} holds no replica of partition {partition} "
+                    f"(its replicas: {where})",
+                    EXIT_USAGE,
+                )
+    return [Target(n.address, f"node {n.id} {n.address}") for n in nodes]
+
+
+def run_on(
+    nodes: list[Target],
+    action: Callable[[str], str],
+    *,
+    what: str,
+    echo: Callable[[str], None],
+) -> None:
+    """Run ``action(address)`` on each node in turn and echo ``label: <what it says>``.
+
+    A node that fails does not stop the others; once all were asked, the failures
+    become one error line.
+
+    Raises:
+        CliError: a node failed; the exit code is that of the first failure.
+    """
+    failures: list[tuple[Target, CairnError]] = []
+    for target in nodes:
+        try:
+            text = action(target.address)
+        except CairnError as exc:
+            failures.append((target, exc))
+            continue
+        echo(f"{target.label}: {text}")
+    if not failures:
+        return
+    said = "; ".join(f"{t.label}: {_error_text(t, exc)}" for t, exc in failures)
+    if len(nodes) == 1:
+        message = said
+    else:
+        message = f"{what} failed on {len(failures)} of {len(nodes)} nodes: {said}"
+    raise CliError(message, exit_code_for(failures[0][1]))
+
+
+def _error_text(target: Target, exc: CairnError) -> str:
+    """The error without the address the transport put first (the label names it)."""
+    text = one_line(str(exc))
+    prefix = f"{target.address}: "
+    text = text.removeprefix(prefix)
+    return f"{type(exc).__name__}: {text}"
+
+
+def repair_summary(result: RepairResult, partition: int | None) -> str:
+    """What a waited-for ``repair`` did, for people."""
+    copied = f"{result.objects_pulled} objects pulled, {result.objects_pushed} pushed"
+    if partition is not None:
+        return f"partition {partition}: {copied}"
+    if not result.partitions:
+        return "every partition level with its replicas: nothing to copy"
+    plural = "partition" if result.partitions == 1 else "partitions"
+    return f"{result.partitions} {plural} differed: {copied}"

@@ -7,10 +7,12 @@ top of these plain functions, and the tests can check each one alone.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Final
 
 from cairn.errors import (
@@ -46,7 +48,9 @@ __all__ = [
     "exit_code_for",
     "format_bytes",
     "format_ms",
+    "format_rate",
     "one_line",
+    "parse_rate",
     "parse_target",
     "progress_bar",
 ]
@@ -190,6 +194,58 @@ def format_bytes(size: int) -> str:
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+MAX_RATE_BYTES_S: Final = (1 << 64) - 1
+"""The largest rate the wire carries (``SetRepairRateRequest.rate_bytes_s``, uint64)."""
+
+_RATE: Final = re.compile(
+    r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<prefix>[kmgtp]?)(?P<binary>i?)b?(?:/s)?",
+    re.IGNORECASE,
+)
+_PREFIXES: Final = "kmgtp"
+
+
+def parse_rate(text: str) -> int:
+    """A rate in bytes per second as people write it -> bytes per second.
+
+    ``1048576``, ``64MiB``, ``64 MiB/s``, ``100M`` or ``100MB`` (decimal: 10**8),
+    ``1.5GiB``; ``0`` or ``unlimited`` -> 0 (no limit). Units are case-insensitive;
+    ``K M G T P`` are powers of 1000, ``Ki Mi Gi Ti Pi`` powers of 1024.
+
+    Raises:
+        ValueError: not a rate, not a whole number of bytes, or past the wire's uint64.
+    """
+    clean = text.strip()
+    if clean.lower() == "unlimited":
+        return 0
+    match = _RATE.fullmatch(clean)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a rate: write bytes per second, e.g. 1048576, 64MiB, 100M, "
+            "or 0 for unlimited"
+        )
+    try:
+        number = Decimal(match["number"])
+    except InvalidOperation:  # the pattern admits only decimals; kept for safety
+        raise ValueError(f"{text!r} is not a rate") from None
+    prefix = match["prefix"].lower()
+    base = 1024 if match["binary"] else 1000
+    if match["binary"] and not prefix:
+        raise ValueError(f"{text!r} is not a rate: 'i' needs a unit before it (KiB, MiB...)")
+    value = number * (base ** (_PREFIXES.index(prefix) + 1) if prefix else 1)
+    if value != value.to_integral_value():
+        raise ValueError(f"{text!r} is not a whole number of bytes per second")
+    if value > MAX_RATE_BYTES_S:
+        raise ValueError(f"{text!r} is too large (at most {MAX_RATE_BYTES_S} bytes/s)")
+    return int(value)
+
+
+def format_rate(rate_bytes_s: int | float) -> str:
+    """``1048576`` -> ``1.0 MiB/s``; 0 -> ``unlimited`` (a repair rate's meaning of 0)."""
+    if not rate_bytes_s:
+        return "unlimited"
+    return f"{format_bytes(int(rate_bytes_s))}/s"
 
 
 def format_ms(ms: int) -> str:

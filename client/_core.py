@@ -65,9 +65,14 @@ from cairn._values import (
     PutHead,
     PutMessage,
     PutSmallRequest,
+    RepairRequest,
+    RepairResult,
+    RepairStatus,
     Request,
     RequestHeader,
     ResponseHeader,
+    ScrubRequest,
+    SetRepairRateRequest,
     SmallValue,
     object_info,
 )
@@ -85,6 +90,8 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "MAX_METADATA_BYTES",
     "MAX_PAGE_SIZE",
+    "MAX_UINT32",
+    "MAX_UINT64",
     "MIN_ATTEMPT_TIMEOUT_S",
     "SEEDS_ENV",
     "SMALL_OBJECT_BYTES",
@@ -115,12 +122,17 @@ __all__ = [
     "PutHead",
     "PutMessage",
     "PutSmallRequest",
+    "RepairRequest",
+    "RepairResult",
+    "RepairStatus",
     "Request",
     "RequestHeader",
     "ResponseHeader",
     "Router",
+    "ScrubRequest",
     "SeedRouter",
     "Session",
+    "SetRepairRateRequest",
     "SmallValue",
     "attempt_deadline",
     "attempt_route",
@@ -132,8 +144,10 @@ __all__ = [
     "check_key",
     "check_metadata",
     "check_page_size",
+    "check_partition",
     "check_prefix",
     "check_range",
+    "check_rate",
     "check_source_size",
     "check_timeout",
     "checksum",
@@ -165,6 +179,10 @@ DEFAULT_TIMEOUT_S: Final = 30.0
 SEEDS_ENV: Final = "CAIRN_SEEDS"
 """Comma-separated ``host:port`` seeds, read when a client is built with ``seeds=None``."""
 ZERO_VERSION: Final = Version(0, 0, 0)
+MAX_UINT32: Final = (1 << 32) - 1
+"""The largest partition number the wire carries (``RepairRequest.partition``)."""
+MAX_UINT64: Final = (1 << 64) - 1
+"""The largest rate the wire carries (``SetRepairRateRequest.rate_bytes_s``)."""
 
 _CONSISTENCIES: Final = ("one", "quorum", "all")
 
@@ -355,6 +373,38 @@ def check_page_size(page_size: object) -> int:
     ):
         raise InvalidArgument(f"page_size must be an int in 1..{MAX_PAGE_SIZE}, not {page_size!r}")
     return page_size
+
+
+def check_partition(partition: object) -> int | None:
+    """Return a partition number for ``repair``, or None (every partition).
+
+    Whether the partition exists is the node's to say (it knows the map's P).
+
+    Raises:
+        InvalidArgument: not None or an int in ``0..MAX_UINT32``.
+    """
+    if partition is None:
+        return None
+    if not isinstance(partition, int) or isinstance(partition, bool) or not (
+        0 <= partition <= MAX_UINT32
+    ):
+        raise InvalidArgument(f"partition must be an int in 0..{MAX_UINT32}, not {partition!r}")
+    return partition
+
+
+def check_rate(rate_bytes_s: object) -> int:
+    """Return a repair rate in bytes per second (0 = unlimited).
+
+    Raises:
+        InvalidArgument: not an int in ``0..MAX_UINT64``.
+    """
+    if not isinstance(rate_bytes_s, int) or isinstance(rate_bytes_s, bool) or not (
+        0 <= rate_bytes_s <= MAX_UINT64
+    ):
+        raise InvalidArgument(
+            f"rate_bytes_s must be an int >= 0 (0 = unlimited), not {rate_bytes_s!r}"
+        )
+    return rate_bytes_s
 
 
 def check_timeout(timeout_s: object) -> float:

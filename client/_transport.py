@@ -329,6 +329,44 @@ def _node_status(pb: admin_pb2.StatusResponse) -> core.NodeStatus:
         counters=dict(s.counters),
         labels=dict(s.labels),
         tombstone_count=s.tombstone_count,
+        repair=_repair_status(s.repair),
+    )
+
+
+def _repair_status(r: admin_pb2.RepairStatus) -> core.RepairStatus:
+    """All zeros when the node sent none (it runs no repair workers, or predates them)."""
+    return core.RepairStatus(
+        partitions_held=r.partitions_held,
+        partitions_below_redundancy=r.partitions_below_redundancy,
+        bytes_to_copy=r.bytes_to_copy,
+        eta_s=r.eta_s,
+        rate_bytes_s=r.rate_bytes_s,
+        antientropy_passes=r.antientropy_passes,
+        antientropy_last_pass_ms=r.antientropy_last_pass_ms,
+        objects_pulled=r.objects_pulled,
+        objects_pushed=r.objects_pushed,
+        bytes_copied=r.bytes_copied,
+        scrub_progress=r.scrub_progress,
+        scrub_passes=r.scrub_passes,
+        scrub_last_pass_ms=r.scrub_last_pass_ms,
+        scrub_checked=r.scrub_checked,
+        scrub_repaired=r.scrub_repaired,
+        scrub_lost=r.scrub_lost,
+    )
+
+
+def _repair_request_pb(request: core.RepairRequest) -> admin_pb2.RepairRequest:
+    pb = admin_pb2.RepairRequest(header=_header_pb(request.header), wait=request.wait)
+    if request.partition is not None:
+        pb.partition = request.partition  # optional: set only when given, even 0
+    return pb
+
+
+def _repair_result(pb: admin_pb2.RepairResponse) -> core.RepairResult:
+    return core.RepairResult(
+        partitions=pb.partitions,
+        objects_pulled=pb.objects_pulled,
+        objects_pushed=pb.objects_pushed,
     )
 
 
@@ -412,6 +450,21 @@ _UNARY: Final[dict[type, _Unary]] = {
         "Status",
         lambda r: admin_pb2.StatusRequest(header=_header_pb(r.header)),
         _node_status,
+        admin=True,
+    ),
+    core.ScrubRequest: _Unary(
+        "Scrub",
+        lambda r: admin_pb2.ScrubRequest(header=_header_pb(r.header)),
+        lambda resp: None,
+        admin=True,
+    ),
+    core.RepairRequest: _Unary("Repair", _repair_request_pb, _repair_result, admin=True),
+    core.SetRepairRateRequest: _Unary(
+        "SetRepairRate",
+        lambda r: admin_pb2.SetRepairRateRequest(
+            header=_header_pb(r.header), rate_bytes_s=r.rate_bytes_s
+        ),
+        lambda resp: None,
         admin=True,
     ),
 }

@@ -3,9 +3,9 @@ messages, node status. Frozen dataclasses, no behaviour beyond building them.
 
 The facades build these, the transport (``cairn._transport``) turns them into protobuf
 messages and back, and ``cairn._core`` makes its decisions on them; no module but the
-transport ever sees a generated message. ``ObjectInfo``, ``GetResult``, ``NodeStatus``
-and ``DiskStatus`` are public (``cairn.ObjectInfo``, ...). ``cairn._core`` re-exports
-everything here.
+transport ever sees a generated message. ``ObjectInfo``, ``GetResult``, ``NodeStatus``,
+``DiskStatus``, ``RepairStatus`` and ``RepairResult`` are public (``cairn.ObjectInfo``,
+...). ``cairn._core`` re-exports everything here.
 """
 
 from __future__ import annotations
@@ -42,9 +42,14 @@ __all__ = [
     "PutHead",
     "PutMessage",
     "PutSmallRequest",
+    "RepairRequest",
+    "RepairResult",
+    "RepairStatus",
     "Request",
     "RequestHeader",
     "ResponseHeader",
+    "ScrubRequest",
+    "SetRepairRateRequest",
     "SmallValue",
     "object_info",
 ]
@@ -321,6 +326,55 @@ class DiskStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class RepairStatus:
+    """What a node's repair workers see and do: ``NodeStatus.repair`` (docs/repair.md).
+
+    Mirrors ``cairn.v1.RepairStatus`` (proto/cairn/v1/admin.proto). All zeros from a
+    node that runs no repair workers or predates them.
+
+    Attributes:
+        partitions_held: partitions this node holds a replica of.
+        partitions_below_redundancy: of those, how many differed from another replica
+            (or a replica did not answer) at the last comparison and are not yet level.
+        bytes_to_copy: object bytes known to be missing here or on a peer, still to copy.
+        eta_s: estimated seconds until redundancy is whole at the current rate (0 when
+            whole or unknown).
+        rate_bytes_s: the repair rate limit in bytes per second (0 = unlimited).
+        antientropy_passes: completed anti-entropy passes over all held partitions.
+        antientropy_last_pass_ms: when the last pass ended, ms since the Unix epoch
+            (0 = never).
+        objects_pulled: objects copied to this node by anti-entropy and rebuild.
+        objects_pushed: objects copied from this node to another replica.
+        bytes_copied: object bytes copied, both directions.
+        scrub_progress: progress of the current scrub pass, 0.0 to 1.0.
+        scrub_passes: completed scrub passes.
+        scrub_last_pass_ms: when the last scrub pass ended, ms since the Unix epoch
+            (0 = never).
+        scrub_checked: records the scrubber verified.
+        scrub_repaired: damaged records it replaced with a verified copy from a replica.
+        scrub_lost: damaged records no replica had a good copy of (reads fail with
+            DATA_LOSS).
+    """
+
+    partitions_held: int = 0
+    partitions_below_redundancy: int = 0
+    bytes_to_copy: int = 0
+    eta_s: float = 0.0
+    rate_bytes_s: int = 0
+    antientropy_passes: int = 0
+    antientropy_last_pass_ms: int = 0
+    objects_pulled: int = 0
+    objects_pushed: int = 0
+    bytes_copied: int = 0
+    scrub_progress: float = 0.0
+    scrub_passes: int = 0
+    scrub_last_pass_ms: int = 0
+    scrub_checked: int = 0
+    scrub_repaired: int = 0
+    scrub_lost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeStatus:
     """One node as it sees itself: what ``Client.node_status(address)`` returns.
 
@@ -340,6 +394,7 @@ class NodeStatus:
             depend on a name being present).
         labels: free-form facts for display.
         tombstone_count: tombstones indexed on all healthy disks.
+        repair: scrub, anti-entropy and rebuild on this node.
     """
 
     node_id: int
@@ -354,12 +409,51 @@ class NodeStatus:
     counters: dict[str, int] = field(default_factory=dict, hash=False)
     labels: dict[str, str] = field(default_factory=dict, hash=False)
     tombstone_count: int = 0
+    repair: RepairStatus = field(default_factory=RepairStatus)
 
 
 @dataclass(frozen=True, slots=True)
 class NodeStatusRequest(Request[NodeStatus]):
     header: RequestHeader
 
+
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    """What ``Client.repair(address, wait=True)`` returns: what the pass levelled.
+
+    Attributes:
+        partitions: partitions the pass levelled: 1 for a ``partition=`` call, else
+            those that differed from another replica (0 when every one was level, and
+            without ``wait``, whose pass runs in the background).
+        objects_pulled: objects copied to the node.
+        objects_pushed: objects copied from the node to another replica.
+    """
+
+    partitions: int = 0
+    objects_pulled: int = 0
+    objects_pushed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubRequest(Request[None]):
+    header: RequestHeader
+
+
+@dataclass(frozen=True, slots=True)
+class RepairRequest(Request[RepairResult]):
+    """``partition`` None: every partition the node holds."""
+
+    header: RequestHeader
+    partition: int | None
+    wait: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetRepairRateRequest(Request[None]):
+    """``rate_bytes_s`` 0: unlimited."""
+
+    header: RequestHeader
+    rate_bytes_s: int
 
 
 # --- the messages of the Put and Get streams --------------------------------------

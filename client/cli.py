@@ -7,7 +7,7 @@
     cairn mb|rb BUCKET          cairn ls [BUCKET[/PREFIX]]
     cairn put BUCKET/KEY FILE|-  cairn get BUCKET/KEY [-o FILE]
     cairn stat BUCKET/KEY        cairn rm BUCKET/KEY...
-    cairn admin status
+    cairn admin status|scrub|repair
 
 Every error is one line on stderr, ``cairn: error: <message>``, and a distinct exit code
 (``_cli_support.EXIT_*``; docs/cli.md lists them). Set ``CAIRN_DEBUG=1`` to see the
@@ -46,8 +46,10 @@ from cairn._cli_support import (
     exit_code_for,
     format_bytes,
     format_ms,
+    format_rate,
     make_progress,
     one_line,
+    parse_rate,
     parse_target,
 )
 from cairn.errors import CairnError
@@ -514,7 +516,7 @@ def admin(ctx: click.Context) -> None:
 @_client_options
 @click.pass_context
 def admin_status(ctx: click.Context, /, as_json: bool, **opts: Any) -> None:
-    """Show every node of the cluster map: health, disks, objects, pending hints.
+    """Show every node of the cluster map: health, repair, disks, objects, hints.
 
     Exits 4 (unavailable) when a node cannot be reached or a disk is not ok.
     """
@@ -529,6 +531,115 @@ def admin_status(ctx: click.Context, /, as_json: bool, **opts: Any) -> None:
     problem = report.problem()
     if problem:
         raise CliError(problem, _cli_admin.EXIT_DEGRADED)
+
+
+def _rate_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """``--rate``: bytes per second, ``1048576``, ``64MiB``, ``100M``, ``0``/``unlimited``.
+
+    A callback rather than a ``click.ParamType`` subclass: that class is generic only
+    from click 8.4 on, and cairn supports click 8.1.
+    """
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+_NODE_HELP: Final = "Only the node at this address (default: every node of the cluster map)."
+
+
+@admin.command("scrub", context_settings=CONTEXT)
+@click.option("--node", metavar="HOST:PORT", default=None, help=_NODE_HELP)
+@_client_options
+@click.pass_context
+def admin_scrub(ctx: click.Context, /, node: str | None, **opts: Any) -> None:
+    """Start a scrub pass now: verify every record, repair bad copies from replicas.
+
+    Returns once each node has started its pass; `cairn admin status` shows its progress.
+    """
+    settings = _settings(ctx, **opts)
+    with _client(settings) as client:
+        with _errors(settings):
+            nodes = _cli_admin.targets(client, node, None)
+
+        def scrub(address: str) -> str:
+            client.scrub(address)
+            return "scrub pass started"
+
+        _cli_admin.run_on(nodes, scrub, what="scrub", echo=click.echo)
+
+
+@admin.command("repair", context_settings=CONTEXT)
+@click.option("--node", metavar="HOST:PORT", default=None, help=_NODE_HELP)
+@click.option(
+    "--partition",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="P",
+    help="Only partition P, on the nodes that hold it (levelled before answering).",
+)
+@click.option(
+    "--wait", is_flag=True, help="Wait until the pass has levelled everything; print what moved."
+)
+@click.option(
+    "--rate",
+    callback=_rate_option,
+    default=None,
+    metavar="BYTES_PER_S",
+    help="Set the repair rate instead (bytes/s: 1048576, 64MiB, 100M; 0 = unlimited).",
+)
+@_client_options
+@click.pass_context
+def admin_repair(
+    ctx: click.Context,
+    /,
+    node: str | None,
+    partition: int | None,
+    wait: bool,
+    rate: int | None,
+    **opts: Any,
+) -> None:
+    """Run anti-entropy now: copy what differs between replicas, both ways.
+
+    Without --wait the pass runs in the background (`cairn admin status` shows it).
+    With --rate, set the repair rate of the node(s) instead; it lasts until the node
+    restarts.
+    """
+    settings = _settings(ctx, **opts)
+    if rate is not None and (wait or partition is not None):
+        raise CliError(
+            "--rate sets the repair rate: give it without --wait or --partition", EXIT_USAGE
+        )
+    waits = wait or partition is not None
+    timeout_s = settings.timeout_s
+    if waits and timeout_s is None:
+        timeout_s = _cli_admin.REPAIR_WAIT_TIMEOUT_S
+    with _client(settings) as client:
+        with _errors(settings):
+            nodes = _cli_admin.targets(client, node, partition)
+
+        def set_rate(address: str) -> str:
+            assert rate is not None
+            client.set_repair_rate(address, rate)
+            return f"repair rate set to {format_rate(rate)}"
+
+        def repair(address: str) -> str:
+            result = client.repair(address, partition=partition, wait=waits, timeout=timeout_s)
+            if not waits:
+                return "anti-entropy pass started"
+            text = _cli_admin.repair_summary(result, partition)
+            with contextlib.suppress(CairnError):  # a nicety: the repair itself succeeded
+                below = client.node_status(address).repair.partitions_below_redundancy
+                if below:
+                    text += f"; {below} partitions still below redundancy"
+            return text
+
+        if rate is not None:
+            _cli_admin.run_on(nodes, set_rate, what="setting the repair rate", echo=click.echo)
+        else:
+            _cli_admin.run_on(nodes, repair, what="repair", echo=click.echo)
 
 
 # ------------------------------------------------------- cluster and node

@@ -54,6 +54,7 @@ HINT_BATCH: Final = 256
 REPAIR_CONCURRENCY: Final = 8
 STRAGGLER_WAIT_S: Final = 0.25
 BUCKET_DELETE_ATTEMPTS: Final = 3
+HEDGE_S: Final = 0.2  # a read asks one more replica when the first ones are this slow
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,17 +604,38 @@ class Coordinator:
             assert self.peers is not None
             return await self.peers.head(node, bucket, key, self.config.replica_timeout_s)
 
-        tasks = {asyncio.ensure_future(ask(n)): n for n in targets}
+        # Ask ``need`` replicas first (this node, then the healthy ones); the others only
+        # when one of those fails or is slow (a hedge), so a quorum read costs one peer
+        # call, not two.
+        order = sorted(targets, key=lambda n: (n != self.node_id, not self.health.is_up(n)))
+        waiting = list(order)
+        tasks: dict[asyncio.Task[ObjectInfo | None], NodeId] = {}
+
+        def launch(count: int) -> None:
+            for _ in range(min(count, len(waiting))):
+                node = waiting.pop(0)
+                tasks[asyncio.ensure_future(ask(node))] = node
+
+        launch(need)
         answers: list[tuple[NodeId, ObjectInfo | None]] = []
         failures: dict[NodeId, CairnError] = {}
         pending = set(tasks)
         while pending and len(answers) < need:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(pending, timeout=HEDGE_S if waiting else None,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:  # slow: ask one more replica alongside
+                before = set(tasks)
+                launch(1)
+                pending |= set(tasks) - before
+                continue
             for task in done:
                 node = tasks[task]
                 if task.exception() is not None:
                     failures[node] = _as_cairn(task.exception())  # type: ignore[arg-type]
                     self._note_failure(node, task.exception())  # type: ignore[arg-type]
+                    before = set(tasks)
+                    launch(1)
+                    pending |= set(tasks) - before
                 else:
                     answers.append((node, task.result()))
             if len(failures) > len(targets) - need:

@@ -65,15 +65,21 @@ class AntiEntropy(Worker):
         self.bytes_copied = 0
         self.below: dict[int, int] = {}  # partition -> estimated bytes still to copy
         self.held = 0
+        self._held_for = -1
         self._todo: list[int] = []
         self._pass_started = 0.0
         self._rate_ema = 0.0
-        self._next_pass_at = 0.0
+        # The first pass waits a full interval: right after a start, hints and read
+        # repair cover a short absence, and a disk that came back empty kicks a pass.
+        self._next_pass_at = time.monotonic() + interval_s
         self._sem = asyncio.Semaphore(COPY_CONCURRENCY)
 
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
+        m = self.coordinator.cluster_map
+        if self._held_for != m.epoch:  # recomputed once per map, not per status call
+            self.held, self._held_for = len(self.held_partitions()), m.epoch
         left = sum(self.below.values())
         rate = self.limiter.rate_bytes_s or self._rate_ema
         return {

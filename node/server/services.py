@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 import grpc
 
-from cairn.cluster.placement import PLACEMENT_NAME
+from cairn.cluster.placement import PLACEMENT_NAME, replicas
 from cairn.errors import (
     CairnError,
     FailedPrecondition,
@@ -395,8 +395,12 @@ class AdminService:
     async def Repair(self, request: Any, context: Any) -> Any:
         self.ctx.observe(request.header)
         partition = request.partition if request.HasField("partition") else None
-        if partition is not None and partition >= self.ctx.coordinator.cluster_map.partitions:
+        cmap = self.ctx.coordinator.cluster_map
+        if partition is not None and partition >= cmap.partitions:
             raise InvalidArgument(f"partition {partition} does not exist")
+        if partition is not None and self.ctx.config.node_id not in replicas(cmap, partition):
+            raise FailedPrecondition(
+                f"this node holds no replica of partition {partition}; ask one that does")
         results = await self._repair().repair_now(partition, request.wait or
                                                   partition is not None)
         return admin_pb2.RepairResponse(

@@ -270,3 +270,69 @@ async def test_node_status_goes_to_that_node_only(kind):
     assert [a for a, _ in script.calls[1:]] == ["n3:1"] * 3  # retried there, nowhere else
     with pytest.raises(cairn.InvalidArgument):
         await call(client, "node_status", "not an address")
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "kwargs", "request_type", "answer"),
+    [
+        ("scrub", (), {}, core.ScrubRequest, None),
+        ("repair", (), {}, core.RepairRequest, core.RepairResult()),
+        ("repair", (), {"partition": 0, "wait": True}, core.RepairRequest,
+         core.RepairResult(1, 2, 3)),
+        ("set_repair_rate", (1 << 20,), {}, core.SetRepairRateRequest, None),
+    ],
+)
+async def test_repair_calls_go_to_that_node_only(kind, name, args, kwargs, request_type,
+                                                 answer):
+    client, script = make(kind, retry=cairn.Retry(max_attempts=3,
+                                                  backoff=cairn.Backoff(base_s=0, max_s=0)))
+    script.on_call = lambda a, r: answer
+    assert await call(client, name, "n2:1", *args, **kwargs) == answer
+    assert [a for a, _ in script.calls] == ["n2:1"]
+    assert isinstance(script.calls[0][1], request_type)
+    assert script.map_calls == []  # no map needed to ask one node
+
+    def down(address, request):
+        raise refused(address)
+
+    script.on_call = down
+    with pytest.raises(Unavailable):
+        await call(client, name, "n3:1", *args, **kwargs)
+    assert [a for a, _ in script.calls[1:]] == ["n3:1"] * 3  # retried there, nowhere else
+
+
+async def test_repair_sends_its_partition_and_wait(kind):
+    client, script = make(kind)
+    script.on_call = lambda a, r: core.RepairResult(1, 4, 0)
+    got = await call(client, "repair", "n1:1", partition=7, wait=True, timeout=5)
+    assert got == core.RepairResult(partitions=1, objects_pulled=4, objects_pushed=0)
+    request = script.calls[-1][1]
+    assert (request.partition, request.wait) == (7, True)
+    await call(client, "repair", "n1:1")
+    request = script.calls[-1][1]
+    assert (request.partition, request.wait) == (None, False)
+    await call(client, "set_repair_rate", "n1:1", 0)  # 0 = unlimited
+    assert script.calls[-1][1].rate_bytes_s == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "kwargs"),
+    [
+        ("scrub", ("nope",), {}),
+        ("repair", ("nope",), {}),
+        ("repair", ("n1:1",), {"partition": -1}),
+        ("repair", ("n1:1",), {"partition": True}),
+        ("repair", ("n1:1",), {"partition": "3"}),
+        ("repair", ("n1:1",), {"partition": 1 << 32}),
+        ("set_repair_rate", ("n1:1", -1), {}),
+        ("set_repair_rate", ("n1:1", 1.5), {}),
+        ("set_repair_rate", ("n1:1", "1MiB"), {}),
+        ("set_repair_rate", ("n1:1", 1 << 64), {}),
+        ("set_repair_rate", ("nope", 1), {}),
+    ],
+)
+async def test_repair_calls_check_their_arguments_before_sending(kind, name, args, kwargs):
+    client, script = make(kind)
+    with pytest.raises(cairn.InvalidArgument):
+        await call(client, name, *args, **kwargs)
+    assert script.calls == []

@@ -42,6 +42,8 @@ EXPORTED = [
     "NotFound",
     "ObjectInfo",
     "PickleRefused",
+    "RepairResult",
+    "RepairStatus",
     "ResourceExhausted",
     "Retry",
     "Timeout",

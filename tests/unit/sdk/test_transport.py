@@ -273,6 +273,73 @@ def test_node_status_from_the_wire():
         labels={"python": "3.11"}, tombstone_count=4,
     )
     assert [d.ok for d in got.disks] == [True, False]
+    assert got.repair == core.RepairStatus()  # the node sent none: all zeros
+
+
+def test_node_status_carries_the_repair_status():
+    from cairn.v1 import admin_pb2
+
+    pb = admin_pb2.StatusResponse()
+    pb.status.node_id, pb.status.address = 1, "a:1"
+    values = {
+        "partitions_held": 342, "partitions_below_redundancy": 3, "bytes_to_copy": 5 << 30,
+        "eta_s": 81.5, "rate_bytes_s": 64 << 20, "antientropy_passes": 7,
+        "antientropy_last_pass_ms": 1_700_000_000_000, "objects_pulled": 11,
+        "objects_pushed": 12, "bytes_copied": 13 << 20, "scrub_progress": 0.25,
+        "scrub_passes": 2, "scrub_last_pass_ms": 1_700_000_001_000, "scrub_checked": 1000,
+        "scrub_repaired": 4, "scrub_lost": 1,
+    }
+    pb.status.repair.CopyFrom(admin_pb2.RepairStatus(**values))
+    got = transport._node_status(pb).repair
+    assert got == core.RepairStatus(**values)
+    # Every field of the wire's RepairStatus has its twin, so none is silently dropped.
+    wire = {f.name for f in admin_pb2.RepairStatus.DESCRIPTOR.fields}
+    assert wire == set(core.RepairStatus.__dataclass_fields__) == set(values)
+
+
+def header() -> core.RequestHeader:
+    return core.RequestHeader("rid", 3, Version(5, 1, 2), None)
+
+
+def encode(request):
+    rpc = transport._UNARY[type(request)]
+    assert rpc.admin
+    return rpc, rpc.encode(request)
+
+
+def test_repair_requests_to_the_wire():
+    rpc, pb = encode(core.RepairRequest(header(), None, False))
+    assert rpc.method == "Repair"
+    assert pb.header.request_id == "rid"
+    assert not pb.HasField("partition")  # every partition the node holds
+    assert pb.wait is False
+    _, pb = encode(core.RepairRequest(header(), 0, True))
+    assert pb.HasField("partition")  # partition 0 is a partition, not "unset"
+    assert (pb.partition, pb.wait) == (0, True)
+    _, pb = encode(core.RepairRequest(header(), 17, False))
+    assert pb.partition == 17
+
+
+def test_repair_result_from_the_wire():
+    from cairn.v1 import admin_pb2
+
+    rpc = transport._UNARY[core.RepairRequest]
+    got = rpc.decode(admin_pb2.RepairResponse(partitions=3, objects_pulled=10, objects_pushed=2))
+    assert got == core.RepairResult(partitions=3, objects_pulled=10, objects_pushed=2)
+    assert rpc.decode(admin_pb2.RepairResponse()) == core.RepairResult()
+
+
+def test_scrub_and_set_repair_rate_to_the_wire():
+    from cairn.v1 import admin_pb2
+
+    rpc, pb = encode(core.ScrubRequest(header()))
+    assert (rpc.method, pb.header.epoch) == ("Scrub", 3)
+    assert rpc.decode(admin_pb2.ScrubResponse()) is None
+    rpc, pb = encode(core.SetRepairRateRequest(header(), 1 << 20))
+    assert (rpc.method, pb.rate_bytes_s) == ("SetRepairRate", 1 << 20)
+    assert rpc.decode(admin_pb2.SetRepairRateResponse()) is None
+    _, pb = encode(core.SetRepairRateRequest(header(), core.MAX_UINT64))
+    assert pb.rate_bytes_s == core.MAX_UINT64
 
 
 def test_one_channel_per_node_carries_both_services():
