@@ -29,6 +29,7 @@ from cairn.cluster.placement import partition_of, replicas
 from cairn.errors import (
     BucketNotFound,
     CairnError,
+    Conflict,
     DataLoss,
     FailedPrecondition,
     IntegrityError,
@@ -55,6 +56,7 @@ REPAIR_CONCURRENCY: Final = 8
 STRAGGLER_WAIT_S: Final = 0.25
 BUCKET_DELETE_ATTEMPTS: Final = 3
 HEDGE_S: Final = 0.2  # a read asks one more replica when the first ones are this slow
+READ_RACE_RETRIES: Final = 3  # reads that lost a race with a newer write start over
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,43 +687,67 @@ class Coordinator:
     async def read(self, bucket: str, key: bytes, start: int | None, end: int | None,
                    consistency: str = "quorum") -> ReadResult:
         """Open a verified read of the newest version's bytes ``[start, end)``."""
-        info, holders = await self._newest(bucket, key, consistency)
-        errors: dict[NodeId, CairnError] = {}
-        for node in holders:
-            try:
-                return await self._open(node, info, start, end)
-            except (IntegrityError, Unavailable) as exc:
-                errors[node] = exc
-        raise _read_failure(info, errors)
+        for _attempt in range(READ_RACE_RETRIES):
+            info, holders = await self._newest(bucket, key, consistency)
+            errors: dict[NodeId, CairnError] = {}
+            for node in holders:
+                try:
+                    try:
+                        return await self._open(node, info, start, end)
+                    except Conflict:
+                        # The holder moved past the quorum's newest: a write overlaps
+                        # this read, so its newer version is a correct answer.
+                        result = await self._open(node, info, start, end, exact=False)
+                        if result.info.version >= info.version:
+                            return result
+                        raise
+                except (IntegrityError, Unavailable, Conflict) as exc:
+                    errors[node] = exc
+            if not _raced(errors):
+                raise _read_failure(info, errors)
+        raise Unavailable(f"{bucket}/{key!r} kept changing while it was read; try again")
 
-    async def _open(self, node: NodeId, info: ObjectInfo, start: int | None, end: int | None
-                    ) -> ReadResult:
+    async def _open(self, node: NodeId, info: ObjectInfo, start: int | None, end: int | None,
+                    exact: bool = True) -> ReadResult:
+        """Open ``info``'s version on ``node`` (with ``exact`` False: its newest, which a
+        read may return once a holder showed it moved past the quorum's answer)."""
         if node == self.node_id:
             reader = await self.engine.get(info.bucket, info.key, start=start, end=end)
             return ReadResult(reader.info, reader.start, reader.end,
                               self.engine.chunks(reader))
         assert self.peers is not None
-        remote = await self.peers.read(node, info.bucket, info.key, info.version, start, end,
+        remote = await self.peers.read(node, info.bucket, info.key,
+                                       info.version if exact else None, start, end,
                                        self.config.replica_timeout_s)
         return ReadResult(remote.info, remote.start, remote.end, remote.chunks)
 
     async def read_small(self, bucket: str, key: bytes, max_bytes: int,
                          consistency: str = "quorum") -> tuple[ObjectInfo, bytes | None]:
         """The whole value if it is at most ``max_bytes``, else only the info."""
-        info, holders = await self._newest(bucket, key, consistency)
-        if info.size > max_bytes:
-            return info, None
-        errors: dict[NodeId, CairnError] = {}
-        for node in holders:
-            try:
-                result = await self._open(node, info, None, None)
-                data = b"".join([c async for c in result.chunks])
-                if fmt.crc32c(data) != result.info.checksum:
-                    raise IntegrityError(f"value from node {node} failed its checksum")
-                return result.info, data
-            except (IntegrityError, Unavailable) as exc:
-                errors[node] = exc
-        raise _read_failure(info, errors)
+        for _attempt in range(READ_RACE_RETRIES):
+            info, holders = await self._newest(bucket, key, consistency)
+            if info.size > max_bytes:
+                return info, None
+            errors: dict[NodeId, CairnError] = {}
+            for node in holders:
+                try:
+                    try:
+                        result = await self._open(node, info, None, None)
+                    except Conflict:  # as in read(): a newer version is a correct answer
+                        result = await self._open(node, info, None, None, exact=False)
+                        if result.info.version < info.version:
+                            raise
+                        if result.info.size > max_bytes:
+                            return result.info, None
+                    data = b"".join([c async for c in result.chunks])
+                    if fmt.crc32c(data) != result.info.checksum:
+                        raise IntegrityError(f"value from node {node} failed its checksum")
+                    return result.info, data
+                except (IntegrityError, Unavailable, Conflict) as exc:
+                    errors[node] = exc
+            if not _raced(errors):
+                raise _read_failure(info, errors)
+        raise Unavailable(f"{bucket}/{key!r} kept changing while it was read; try again")
 
     # ------------------------------------------------------------------ repair
 
@@ -955,6 +981,12 @@ def _as_cairn(exc: BaseException) -> CairnError:
         return Unavailable("cancelled")
     log.error("unexpected error from a replica call", exc_info=exc)
     return InternalError(f"unexpected error: {exc!r}")
+
+
+def _raced(errors: Mapping[NodeId, CairnError]) -> bool:
+    """A holder moved on to a newer version between the quorum heads and the read:
+    the read overlaps that write, so reading again (and returning it) is correct."""
+    return any(isinstance(e, Conflict) for e in errors.values())
 
 
 def _read_failure(info: ObjectInfo, errors: Mapping[NodeId, CairnError]) -> CairnError:

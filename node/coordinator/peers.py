@@ -78,9 +78,10 @@ class Peers(Protocol):
         """The newest version ``node`` holds (tombstones included), or None."""
         ...
 
-    async def read(self, node: NodeId, bucket: str, key: bytes, version: Version,
+    async def read(self, node: NodeId, bucket: str, key: bytes, version: Version | None,
                    start: int | None, end: int | None, timeout_s: float) -> RemoteRead:
-        """Stream exactly ``version``'s bytes from ``node`` (Conflict if it holds another)."""
+        """Stream exactly ``version``'s bytes from ``node`` (Conflict if it holds another);
+        ``version`` None: the newest version ``node`` holds."""
         ...
 
     async def list(self, node: NodeId, bucket: str, prefix: bytes, start_after: bytes,

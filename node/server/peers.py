@@ -285,11 +285,12 @@ class GrpcPeers:
             timeout=timeout_s, wait_for_ready=self._patient(node)))
         return _info_from_pb(reply.info) if reply.found else None
 
-    async def read(self, node: NodeId, bucket: str, key: bytes, version: Version,
+    async def read(self, node: NodeId, bucket: str, key: bytes, version: Version | None,
                    start: int | None, end: int | None, timeout_s: float) -> RemoteRead:
         request = replica_pb2.ReplicaGetRequest(
-            header=self._header(), bucket=bucket.encode("ascii"), key=key,
-            version=wire.version_to_pb(version))
+            header=self._header(), bucket=bucket.encode("ascii"), key=key)
+        if version is not None:  # None: whatever version the node holds now
+            request.version.CopyFrom(wire.version_to_pb(version))
         if start is not None:
             request.range_start = start
         if end is not None:

@@ -1,0 +1,178 @@
+"""The nemesis: faults injected into a running cluster, one node at a time.
+
+Each fault is injected on one node, held for a while, then healed; the next fault starts
+only after the previous one was healed, so at most one node is ever down or damaged.
+Every choice (which fault, which node, how long, which bytes) comes from one seeded
+``random.Random``, so a seed replays the same schedule; the instants at which faults
+land relative to client calls depend on timing and are not replayed exactly.
+
+Faults (``KINDS``):
+
+- ``kill``: SIGKILL the node, restart it on the same data and port.
+- ``pause``: SIGSTOP the node (it still completes TCP handshakes), then SIGCONT.
+- ``skew``: restart the node (SIGTERM, a clean shutdown) with its clock minutes ahead or
+  behind (``CAIRN_CLOCK_OFFSET_MS``); healing restarts it with the true clock.
+- ``flip``: XOR random bytes at random offsets of the node's segment files while it
+  runs; healing starts a scrub pass on it and waits for it to end.
+- ``wipe``: delete everything in the node's data directory while it runs (an operator's
+  ``rm -rf``); healing waits until the node took the empty disk back (anti-entropy then
+  refills it; the runner's repair phase waits for that).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from tests.support.cluster import Cluster
+
+from .history import History
+
+KINDS = ("kill", "pause", "skew", "flip", "wipe")
+HOLD_S = (2.0, 6.0)  # how long a fault is held
+GAP_S = (1.0, 3.0)  # quiet time between a heal and the next fault
+SKEW_MS = (60_000, 600_000)  # 1 to 10 minutes, ahead or behind
+FLIPS = (1, 8)  # bytes flipped per flip fault
+HEAL_TIMEOUT_S = 60.0
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = HEAL_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if check():
+                return
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Nemesis(threading.Thread):
+    """Injects faults until ``stop`` is set, then heals the one in force and returns."""
+
+    def __init__(self, cluster: Cluster, history: History, rng: random.Random,
+                 stop: threading.Event, kinds: list[str]) -> None:
+        super().__init__(name="nemesis", daemon=True)
+        self.cluster = cluster
+        self.history = history
+        self.rng = rng
+        self.stop_event = stop
+        self.kinds = kinds  # the order to cycle through (shuffled by the runner's seed)
+        self.faults: list[dict[str, Any]] = []  # every fault injected, as recorded
+        self.crashed: BaseException | None = None
+        self.paused: set[int] = set()  # nodes SIGSTOPped right now (for cleanup)
+
+    def run(self) -> None:
+        try:
+            i = 0
+            while not self.stop_event.wait(self.rng.uniform(*GAP_S)):
+                kind = self.kinds[i % len(self.kinds)]
+                i += 1
+                self.one_fault(kind)
+        except BaseException as exc:
+            self.crashed = exc
+
+    def one_fault(self, kind: str) -> None:
+        node = self.rng.randint(1, len(self.cluster.procs))
+        hold_s = self.rng.uniform(*HOLD_S)
+        record: dict[str, Any] = {"fault": kind, "node": node, "hold_s": round(hold_s, 2)}
+        heal = getattr(self, f"inject_{kind}")(node, record)
+        record["t"] = round(time.monotonic(), 3)
+        self.faults.append(record)
+        self.history.nemesis(action="inject", **record)
+        self.stop_event.wait(hold_s)  # cut short when the round ends
+        started = time.monotonic()
+        heal()
+        self.history.nemesis(action="heal", fault=kind, node=node,
+                             heal_s=round(time.monotonic() - started, 2))
+
+    # Each inject_* does the damage and returns the function that heals it.
+
+    def inject_kill(self, node: int, record: dict[str, Any]) -> Callable[[], None]:
+        self.cluster.procs[node].kill(signal.SIGKILL)
+        return lambda: self.cluster.procs[node].start()
+
+    def inject_pause(self, node: int, record: dict[str, Any]) -> Callable[[], None]:
+        pid = self.cluster.procs[node].pid
+        os.kill(pid, signal.SIGSTOP)
+        self.paused.add(node)
+
+        def heal() -> None:
+            os.kill(pid, signal.SIGCONT)
+            self.paused.discard(node)
+        return heal
+
+    def inject_skew(self, node: int, record: dict[str, Any]) -> Callable[[], None]:
+        offset = self.rng.randint(*SKEW_MS) * self.rng.choice((-1, 1))
+        record["offset_ms"] = offset
+        proc = self.cluster.procs[node]
+        proc.stop()
+        proc.env = {**(proc.env or {}), "CAIRN_CLOCK_OFFSET_MS": str(offset)}
+        proc.start()
+
+        def heal() -> None:
+            proc.stop()
+            proc.env = {k: v for k, v in (proc.env or {}).items()
+                        if k != "CAIRN_CLOCK_OFFSET_MS"}
+            proc.start()
+        return heal
+
+    def inject_flip(self, node: int, record: dict[str, Any]) -> Callable[[], None]:
+        segments = sorted((self.cluster.root / f"node-{node}" / "segments").glob("*.seg"))
+        flips: list[tuple[str, int, int]] = []
+        for _ in range(self.rng.randint(*FLIPS)):
+            if not segments:
+                break
+            seg = self.rng.choice(segments)
+            try:
+                size = seg.stat().st_size
+                if size == 0:
+                    continue
+                offset = self.rng.randrange(size)
+                mask = self.rng.randint(1, 255)
+                with open(seg, "r+b") as f:
+                    f.seek(offset)
+                    old = f.read(1)
+                    if not old:
+                        continue
+                    f.seek(offset)
+                    f.write(bytes([old[0] ^ mask]))
+            except FileNotFoundError:  # compacted away meanwhile
+                continue
+            flips.append((seg.name, offset, mask))
+        record["flips"] = flips
+        client = self.cluster.client(node)
+
+        def heal() -> None:
+            before = client.status().repair.scrub_passes
+            client.scrub()
+            wait_for(f"a scrub pass on node {node}",
+                     lambda: client.status().repair.scrub_passes > before)
+        return heal
+
+    def inject_wipe(self, node: int, record: dict[str, Any]) -> Callable[[], None]:
+        node_dir = self.cluster.root / f"node-{node}"
+        removed = 0
+        for entry in list(node_dir.iterdir()):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)  # the node may write meanwhile
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        record["removed"] = removed
+        client = self.cluster.client(node)
+
+        def heal() -> None:
+            wait_for(f"node {node} to take its wiped disk back",
+                     lambda: all(d.state == "ok" for d in client.status().disks))
+        return heal
