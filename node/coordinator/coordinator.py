@@ -730,6 +730,14 @@ class Coordinator:
                 return info, None
             errors: dict[NodeId, CairnError] = {}
             for node in holders:
+                if node == self.node_id:
+                    try:
+                        local, data = await self.engine.read_small(bucket, key, max_bytes)
+                    except (IntegrityError, Unavailable) as exc:
+                        errors[node] = exc
+                        continue
+                    if local.version >= info.version:
+                        return local, data
                 try:
                     try:
                         result = await self._open(node, info, None, None)

@@ -80,9 +80,10 @@ class ReplicaService:
                     raise InvalidArgument("a message came after PutEnd")
                 part = message.WhichOneof("part")
                 if part == "chunk":
-                    received += len(message.chunk)
-                    crc = fmt.crc32c(message.chunk, crc)
-                    yield message.chunk
+                    chunk = message.chunk  # each access copies the bytes out of protobuf
+                    received += len(chunk)
+                    crc = fmt.crc32c(chunk, crc)
+                    yield chunk
                 elif part == "end":
                     end = message.end
                 else:

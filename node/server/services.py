@@ -232,13 +232,14 @@ class ObjectService:
                                           "message")
                 if end is not None:
                     raise InvalidArgument("a message came after PutEnd; nothing was stored")
-                if message.chunk:
-                    received += len(message.chunk)
+                chunk = message.chunk  # each access copies the bytes out of protobuf
+                if chunk:
+                    received += len(chunk)
                     if received > limit:
                         raise ResourceExhausted(f"object is over the limit of {limit} bytes")
-                    crc = fmt.crc32c(message.chunk, crc)
-                    metrics.bytes_in.inc(len(message.chunk))
-                    yield message.chunk
+                    crc = fmt.crc32c(chunk, crc)
+                    metrics.bytes_in.inc(len(chunk))
+                    yield chunk
                 if message.HasField("end"):
                     end = message.end
                 message = await anext(stream, None)

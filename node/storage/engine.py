@@ -107,7 +107,7 @@ class Engine:
         self._buckets: dict[str, dict[str, object]] = {}
         self._opened = False
         self._digest_lock = threading.Lock()
-        self._digests: dict[tuple[int, int], Digest] = {}
+        self._digests: dict[int, dict[int, Digest]] = {}  # partition -> leaf count -> tree
         self._dirty: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -668,25 +668,23 @@ class Engine:
     def partition_digest(self, partition: int, leaf_count: int) -> Digest:
         """The hash tree of one partition as this node holds it (cached until a write
         to the partition)."""
-        cache_key = (partition, leaf_count)
         with self._digest_lock:
             self._dirty.discard(partition)
-            cached = self._digests.get(cache_key)
+            cached = self._digests.get(partition, {}).get(leaf_count)
         if cached is not None:
             return cached
         digest = build_digest(((okey, e.version, e.checksum, e.tombstone, e.value_len)
                                for okey, e in self._partition_entries(partition)), leaf_count)
         with self._digest_lock:
             if partition not in self._dirty:  # no write raced the scan
-                self._digests[cache_key] = digest
+                self._digests.setdefault(partition, {})[leaf_count] = digest
         return digest
 
     def _touch(self, partition: int) -> None:
         """A write to ``partition``: its cached digests are stale."""
         with self._digest_lock:
             self._dirty.add(partition)
-            for key in [k for k in self._digests if k[0] == partition]:
-                del self._digests[key]
+            self._digests.pop(partition, None)
 
     # ------------------------------------------------------------------ maintenance
 
