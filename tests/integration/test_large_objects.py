@@ -47,9 +47,11 @@ BLOCK_BYTES = MiB
 
 # The SDK side of each transfer, run as ``python -c CLIENT_SCRIPT REQUEST_JSON``: one
 # call through Client or AsyncClient, then one JSON line with the result and the
-# process's own peak resident set (ru_maxrss is in KiB on Linux).
+# process's own peak resident set: VmHWM from /proc/self/status. (Not ru_maxrss: Linux
+# carries the pre-exec peak over exec, so a child of a large pytest process would report
+# the parent's size, as it did in CI.)
 CLIENT_SCRIPT = r"""
-import asyncio, json, resource, sys, time
+import asyncio, json, sys, time
 import cairn
 
 req = json.loads(sys.argv[1])
@@ -74,7 +76,9 @@ print(json.dumps({
     "seconds": time.perf_counter() - started,
     "size": info.size,
     "checksum": info.checksum,
-    "maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    "maxrss_bytes": next(int(line.split()[1]) * 1024
+                         for line in open("/proc/self/status")
+                         if line.startswith("VmHWM:")),
 }))
 """
 

@@ -205,7 +205,8 @@ def test_fsync_eio_fails_the_disk_and_every_write_of_the_batch(tmp_path, engines
     store = Store(engine)
     for i in range(10):
         store.put(b"before%d" % i, 3000)
-    fs.inject(Fault("fsync", errno.EIO, path_part=".seg"))
+    # Every fsync fails from now on: which one meets the fault first must not matter.
+    fs.inject(Fault("fsync", errno.EIO, path_part=".seg", times=-1))
     failed = [b"lost%d" % i for i in range(8)]
     futures = []
     for i, key in enumerate(failed):
