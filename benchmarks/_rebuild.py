@@ -33,6 +33,7 @@ POLL_INTERVAL_S: Final = 0.25
 TIMELINE_EVERY_S: Final = 5.0
 STALL_KICK_S: Final = 10.0
 CONFIRM_KICK_EVERY_S: Final = 1.0
+CONVERGE_KICK_EVERY_S: Final = 5.0
 STUCK_AFTER_S: Final = 30.0
 """After the objects are back, how long redundancy may take to be reported whole before
 the partitions still below it are examined (``RebuildWatch.stuck_s``)."""
@@ -202,6 +203,7 @@ class Admin:
         deadline = time.monotonic() + timeout_s
         streak = 0
         last: dict[int, NodeView] = {}
+        last_kick = time.monotonic()
         while time.monotonic() < deadline:
             views = await self.statuses()
             counts = {v.object_count for v in views.values()}
@@ -210,6 +212,11 @@ class Admin:
             last = views
             if streak >= stable_polls:
                 return views
+            if not same and time.monotonic() - last_kick >= CONVERGE_KICK_EVERY_S:
+                # Passes run only when asked (the nodes' interval is long): a status
+                # saying "below" is as old as the last pass that ended.
+                last_kick = time.monotonic()
+                await self.kick()
             await asyncio.sleep(0.5)
         raise TimeoutError(f"cluster did not converge in {timeout_s:.0f} s: {last}")
 

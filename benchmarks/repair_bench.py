@@ -7,32 +7,40 @@ floor of this machine, and what a rebuild costs foreground traffic, all in one r
 One run, in a fresh directory on the disk being measured (refused if tmpfs):
 
 1. starts a local three-node cluster (``LocalCluster(nodes=3)``: N = 3, W = 2, R = 2,
-   sync "always"; every node holds a replica of every partition) with
-   ``CAIRN_ANTIENTROPY_INTERVAL_S`` short (2 s) and the repair rate at its default
-   (64 MiB/s), and loads ``--gib`` of objects through ``cairn.AsyncClient`` (16 in
-   flight; by count 70 % 64 KiB, 25 % 1 MiB, 5 % 16 MiB, so most bytes are in 16 MiB
-   objects), then waits until every node holds every object;
+   sync "always"; every node holds a replica of every partition) with default node
+   settings (repair rate 64 MiB/s; anti-entropy every 600 s, so passes run when a node
+   takes a disk back and when this benchmark sends ``Repair``; ``--antientropy-interval``
+   sets ``CAIRN_ANTIENTROPY_INTERVAL_S`` instead), loads ``--gib`` of objects through
+   ``cairn.AsyncClient`` (16 in flight; by count 70 % 64 KiB, 25 % 1 MiB, 5 % 16 MiB, so
+   most bytes are in 16 MiB objects) and the foreground keys, and waits until every node
+   holds every object; then times one anti-entropy pass over the in-sync cluster;
 2. measures foreground PUT and GET of 4 KiB and 64 KiB objects at concurrency 16
-   (``AsyncClient``) on the quiet cluster: the "normal" figures;
+   (``AsyncClient``) on the converged cluster, in rounds around the rebuilds: the
+   "normal" figures;
 3. measures the single-stream floor (``_stream_floor``): one gRPC stream of 1 MiB
    messages between two processes on 127.0.0.1 moving as many bytes as were loaded,
-   written to disk with an fsync every 8 MiB, and without the disk;
-4. wipes one node's data directory while it runs (``rm -rf DIR/*``) and times, from the
-   wipe, until the node noticed, reopened its empty disk, held every object again, and
-   every node's status showed no partition below redundancy after two more anti-entropy
-   passes; each node is also sent ``Repair`` (a pass, not waited for) as soon as the
-   wiped disk is back. This is done three times: at the default rate with no other
-   traffic, at the default rate with the foreground cells of step 2 running in turn
-   throughout (the cells that ended before the wiped node held its objects again count
-   as "during repair"), and at unlimited rate (``SetRepairRate`` 0 on every node). After
-   each rebuild, objects of every size are read straight from the rebuilt node
-   (``ReplicaGet``) and compared byte for byte;
-5. with ``--profile-dir``: one more unlimited rebuild with ``py-spy record`` on every node
-   (on-CPU samples), summed by function into the JSON and the report.
+   written to disk with an fsync every 8 MiB, and without the disk (rounds around the
+   unlimited rebuild);
+4. wipes one node's data directory while it runs (``rm -rf DIR/*``, node 3 unless
+   ``--wipe-node``) and times, from the wipe, until the node noticed, reopened its empty
+   disk, held every object again, and every node's status showed no partition below
+   redundancy after two more anti-entropy passes (see ``_rebuild.watch`` for the
+   ``Repair`` calls it sends). Rebuilds: at the default rate with no other traffic; at
+   the default rate with the foreground cells of step 2 running in turn throughout (the
+   cells that ended before the wiped node held its objects again count as "during
+   repair"); at unlimited rate (``SetRepairRate`` 0 on every node); and a what-if, the
+   unlimited one while this benchmark also asks the wiped node to level 16 partitions at
+   once (``Repair(partition)`` calls; ``--probe 0`` skips it). After each rebuild, objects
+   of every size are read straight from the rebuilt node (``ReplicaGet``) and compared
+   byte for byte. A partition that never levels although every node holds the same
+   objects is examined, recorded under ``stuck`` and healed (``Bench._heal``);
+5. with ``--profile-dir``: one more unlimited rebuild with ``py-spy record --gil`` on every
+   node, summed by function into the JSON and the report.
 
 Goals: unlimited rebuild >= 0.5 of the floor with disk; foreground ops/s during a
-default-rate rebuild >= 0.7 of normal. A full run rewrites the generated block of the
-"Repair and rebuild" section of benchmarks/RESULTS.md.
+default-rate rebuild >= 0.7 of normal. A full run (about 6-8 minutes on a quiet machine,
+2 GiB) rewrites the generated block of the "Repair and rebuild" section of
+benchmarks/RESULTS.md; ``--quick`` (200 MiB, about 2 minutes) only prints.
 """
 
 from __future__ import annotations
@@ -304,7 +312,12 @@ class Bench:
             if len({v.object_count for v in views.values()}) != 1:
                 raise
         await self._heal(admin, phase)
-        await admin.wait_converged(CONVERGE_TIMEOUT_S)
+        try:
+            await admin.wait_converged(CONVERGE_TIMEOUT_S)
+        except TimeoutError:
+            left = await admin.differing_partitions(self.partitions)
+            nb.log(f"  {phase}: still not converged; partitions that differ: {left}")
+            raise
 
     async def _heal(self, admin: Admin, phase: str) -> list[dict[str, Any]]:
         """Partitions whose hash trees differ although the nodes hold the same objects
