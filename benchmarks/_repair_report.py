@@ -248,7 +248,7 @@ def render(result: dict[str, Any]) -> str:
         rows.append([r["name"], _rate_name(r["rate_bytes_s"]), f"{r['objects']:,}",
                      f"{r['bytes'] / MiB:,.0f}", _s(r["noticed_s"]), _s(r["reopened_s"]),
                      _s(r["data_back_s"]), _whole(r), _s(r["mib_s_from_wipe"]),
-                     _s(r["mib_s_after_reopen"]), _s(r["partitions_per_s"]),
+                     _s(r["mib_s_after_reopen"]), _s(r["partitions_per_s"] or None),
                      f"{r['copy_amplification']:.2f}", r["stall_kicks"], cores,
                      f"{sc['ok']}/{sc['checked']}", _s(r["loadavg_1m_at_wipe"]),
                      _pressure(r["pressure"])])

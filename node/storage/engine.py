@@ -108,7 +108,9 @@ class Engine:
         self._opened = False
         self._digest_lock = threading.Lock()
         self._digests: dict[int, dict[int, Digest]] = {}  # partition -> leaf count -> tree
-        self._dirty: set[int] = set()
+        # Writes seen per partition: a digest is cached only if no write touched its
+        # partition while it was computed (two racing digests cannot store a stale one).
+        self._generation: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -669,21 +671,21 @@ class Engine:
         """The hash tree of one partition as this node holds it (cached until a write
         to the partition)."""
         with self._digest_lock:
-            self._dirty.discard(partition)
+            generation = self._generation.get(partition, 0)
             cached = self._digests.get(partition, {}).get(leaf_count)
         if cached is not None:
             return cached
         digest = build_digest(((okey, e.version, e.checksum, e.tombstone, e.value_len)
                                for okey, e in self._partition_entries(partition)), leaf_count)
         with self._digest_lock:
-            if partition not in self._dirty:  # no write raced the scan
+            if self._generation.get(partition, 0) == generation:  # no write raced the scan
                 self._digests.setdefault(partition, {})[leaf_count] = digest
         return digest
 
     def _touch(self, partition: int) -> None:
         """A write to ``partition``: its cached digests are stale."""
         with self._digest_lock:
-            self._dirty.add(partition)
+            self._generation[partition] = self._generation.get(partition, 0) + 1
             self._digests.pop(partition, None)
 
     # ------------------------------------------------------------------ maintenance

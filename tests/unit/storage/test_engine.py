@@ -336,3 +336,24 @@ def test_two_disks_spread_partitions_and_find_everything(make_engine):
     for p in range(64):
         assert engine.get("app", b"k%d" % p).read() == b"v%d" % p
     assert len(engine.list("app")) == 64
+
+
+def test_a_digest_raced_by_a_write_is_not_cached(engine):
+    """Regression (repair benchmark): two digests racing a write stored a stale tree."""
+    engine.put("app", b"a", b"1", version=V1, partition=9)
+    real = engine._partition_entries
+    raced = []
+
+    def entries_with_a_write_in_the_middle(partition):
+        for item in real(partition):
+            if not raced:
+                raced.append(True)
+                engine.put("app", b"b", b"2", version=V1, partition=9)
+            yield item
+
+    engine._partition_entries = entries_with_a_write_in_the_middle
+    stale = engine.partition_digest(9, 64)
+    engine._partition_entries = real
+    fresh = engine.partition_digest(9, 64)
+    assert fresh.entries == 2, "the tree computed during the write must not be served"
+    assert stale.entries in (1, 2)
