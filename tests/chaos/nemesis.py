@@ -21,6 +21,7 @@ Faults (``KINDS``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -36,7 +37,39 @@ from tests.support.cluster import Cluster
 
 from .history import History
 
-KINDS = ("kill", "pause", "skew", "flip", "wipe")
+KINDS = ("kill", "pause", "skew", "flip", "wipe")  # the node faults of this module
+
+# A fault: ``inject(nemesis, node, record) -> heal``. ``inject`` does the damage (and
+# may add details to ``record``, which goes into the history); it returns the function
+# that heals it. Modules beside this one add kinds with ``register``.
+# ``unavailable()`` says why a kind cannot run on this machine (no root, no ip netns),
+# or None; the runner then leaves the kind out and says so.
+# A setup, ``setup(cluster, cleanup)``, runs before the cluster starts (mount a
+# filesystem per disk, put nodes in network namespaces) and pushes its undoing onto the
+# ``contextlib.ExitStack`` it is given, which the runner closes after the nodes stopped.
+Injector = Callable[["Nemesis", int, dict[str, Any]], Callable[[], None]]
+Setup = Callable[[Cluster, contextlib.ExitStack], None]
+INJECTORS: dict[str, Injector] = {}
+UNAVAILABLE: dict[str, Callable[[], str | None]] = {}
+SETUPS: list[Setup] = []
+
+
+def register(kind: str, inject: Injector,
+             unavailable: Callable[[], str | None] = lambda: None) -> None:
+    if kind in INJECTORS or kind in KINDS:
+        raise ValueError(f"fault kind {kind!r} is registered twice")
+    INJECTORS[kind] = inject
+    UNAVAILABLE[kind] = unavailable
+
+
+def register_setup(setup: Setup) -> None:
+    SETUPS.append(setup)
+
+
+def available_kinds() -> tuple[list[str], dict[str, str]]:
+    """The kinds this machine can inject, and why the others cannot run."""
+    skipped = {k: why for k, f in UNAVAILABLE.items() if (why := f())}
+    return [*KINDS, *(k for k in INJECTORS if k not in skipped)], skipped
 HOLD_S = (2.0, 6.0)  # how long a fault is held
 GAP_S = (1.0, 3.0)  # quiet time between a heal and the next fault
 SKEW_MS = (60_000, 600_000)  # 1 to 10 minutes, ahead or behind
@@ -86,7 +119,8 @@ class Nemesis(threading.Thread):
         node = self.rng.randint(1, len(self.cluster.procs))
         hold_s = self.rng.uniform(*HOLD_S)
         record: dict[str, Any] = {"fault": kind, "node": node, "hold_s": round(hold_s, 2)}
-        heal = getattr(self, f"inject_{kind}")(node, record)
+        inject = INJECTORS.get(kind) or getattr(type(self), f"inject_{kind}")
+        heal = inject(self, node, record)
         record["t"] = round(time.monotonic(), 3)
         self.faults.append(record)
         self.history.nemesis(action="inject", **record)

@@ -13,6 +13,7 @@ process reaped; the history file is kept when the run fails (or when asked for).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -34,7 +35,7 @@ from tests.support.cluster import Cluster
 
 from . import checker
 from .history import History, describe, load
-from .nemesis import HEAL_TIMEOUT_S, KINDS, Nemesis
+from .nemesis import HEAL_TIMEOUT_S, SETUPS, Nemesis, available_kinds
 from .workload import BUCKET, CLIENT_TIMEOUT_S, RegisterWorker, SetWorker, read
 
 NODES = 5  # N=3, W=2, R=2: the defaults of a local map of 5 nodes
@@ -240,9 +241,15 @@ def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None 
     cluster.map = type(cluster.map).from_dict({**cluster.map.to_dict(),
                                                "partitions": PARTITIONS})
     cluster.map_path.write_text(cluster.map.to_json())
-    kinds = list(KINDS)
+    kinds, skipped = available_kinds()
+    for kind, why in skipped.items():
+        log(f"fault {kind!r} is not injected on this machine: {why}")
+    history.mark(kinds=kinds, skipped=skipped)
     rng.shuffle(kinds)
+    cleanup = contextlib.ExitStack()
     try:
+        for setup in SETUPS:
+            setup(cluster, cleanup)
         cluster.start()
         seeds = [p.address for p in cluster.procs.values()]
         with cairn.Client(seeds, timeout=30) as c:
@@ -276,6 +283,7 @@ def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None 
             if proc.proc is not None and proc.proc.poll() is None:
                 proc.proc.send_signal(signal.SIGCONT)  # a frozen node dies all the same
         cluster.stop()
+        cleanup.close()
         history.close()
         if not keep_data:
             shutil.rmtree(work, ignore_errors=True)
