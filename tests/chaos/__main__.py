@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the history here (default: a temp file, kept on failure)")
     parser.add_argument("--keep-data", action="store_true",
                         help="keep the nodes' data directories (for debugging)")
+    parser.add_argument("--kinds", default=None,
+                        help="only these fault kinds, comma-separated (default: all)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(f"chaos seed {seed}: {args.rounds} rounds of {args.round_seconds:g} s", flush=True)
@@ -32,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"stopped by signal {signum}")  # runs the cleanup in run()
 
     signal.signal(signal.SIGTERM, terminate)
+    only = args.kinds.split(",") if args.kinds else None
     result = run(args.rounds, seed, args.round_seconds, args.history, args.keep_data,
-                 log=lambda line: print(line, flush=True))
+                 log=lambda line: print(line, flush=True), only=only)
     print(result.summary())
     if not result.ok:
         print(result.failure(), file=sys.stderr)

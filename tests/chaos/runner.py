@@ -222,7 +222,8 @@ def keys_to_read(path: Path, round_no: int, last: bool, rng: random.Random) -> l
 
 
 def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None = None,
-        keep_data: bool = False, log: Any = print) -> RunResult:
+        keep_data: bool = False, log: Any = print, only: list[str] | None = None
+        ) -> RunResult:
     """Run ``rounds`` rounds with ``seed``; never raises for a cairn violation (see
     ``RunResult.ok``), always reaps the cluster and removes its data."""
     started = time.monotonic()
@@ -242,6 +243,11 @@ def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None 
                                                "partitions": PARTITIONS})
     cluster.map_path.write_text(cluster.map.to_json())
     kinds, skipped = available_kinds()
+    if only:
+        unknown = set(only) - set(kinds) - set(skipped)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {kinds}")
+        kinds = [k for k in kinds if k in only]
     for kind, why in skipped.items():
         log(f"fault {kind!r} is not injected on this machine: {why}")
     history.mark(kinds=kinds, skipped=skipped)
