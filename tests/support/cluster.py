@@ -24,6 +24,7 @@ from cairn.v1 import (
     replica_pb2_grpc,
 )
 
+from .netns import Network
 from .node import NodeProcess
 
 CONSISTENCY = {"one": common_pb2.CONSISTENCY_ONE, "quorum": common_pb2.CONSISTENCY_QUORUM,
@@ -109,7 +110,8 @@ class Raw:
 
 
 class Cluster:
-    """N node processes on 127.0.0.1 with one cluster map; every process is reaped."""
+    """N node processes on 127.0.0.1 (or each in its network namespace, see
+    ``use_network``) with one cluster map; every process is reaped."""
 
     def __init__(self, root: Path, nodes: int = 3, extra: dict[int, list[str]] | None = None,
                  common: list[str] | None = None, env: dict[int, dict[str, str]] | None = None,
@@ -137,6 +139,22 @@ class Cluster:
                                              "CAIRN_REPLICA_TIMEOUT_S": "2",
                                              **(env or {}).get(i, {})})
         self.clients: dict[int, Raw] = {}
+        self.net: Network | None = None
+
+    def use_network(self, net: Network) -> None:
+        """Run every node in its namespace of ``net`` (before ``start``): each listens on
+        its namespace address, on the port it was given, and the map says so."""
+        nodes = []
+        for info in self.map.nodes:
+            port = info.address.rsplit(":", 1)[1]
+            address = f"{net.nodes[int(info.id)].address}:{port}"
+            nodes.append({**info.to_dict(), "address": address})
+            proc = self.procs[int(info.id)]
+            proc.listen = address
+            proc.netns = net.nodes[int(info.id)].namespace
+        self.map = type(self.map).from_dict({**self.map.to_dict(), "nodes": nodes})
+        self.map_path.write_text(self.map.to_json())
+        self.net = net
 
     def start(self) -> Cluster:
         try:

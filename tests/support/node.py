@@ -1,4 +1,5 @@
-"""Real node processes for tests: started on 127.0.0.1 with an ephemeral port, always reaped."""
+"""Real node processes for tests: started on 127.0.0.1 with an ephemeral port (or in a
+network namespace of ``tests/support/netns.py``), always reaped."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ class NodeProcess:
     """``python -m cairn.node`` in a subprocess; its JSON log lines are kept in ``log``."""
 
     def __init__(self, data: Path | Sequence[Path], *, node_id: int = 1, listen: str =
-                 "127.0.0.1:0", extra: Sequence[str] = (), env: dict[str, str] | None = None
-                 ) -> None:
+                 "127.0.0.1:0", extra: Sequence[str] = (), env: dict[str, str] | None = None,
+                 netns: str | None = None) -> None:
         self.data = [data] if isinstance(data, Path) else list(data)
+        # Run inside this network namespace (``ip netns`` name). ``nsenter`` execs, so
+        # ``pid`` is the node's python itself; see netns.py for why not ``ip netns exec``.
+        self.netns = netns
         self.node_id = node_id
         self.listen = listen
         self.extra = list(extra)
@@ -40,6 +44,8 @@ class NodeProcess:
         for d in self.data:
             d.mkdir(parents=True, exist_ok=True)
             args += ["--data", str(d)]
+        if self.netns is not None:
+            args = ["nsenter", f"--net=/run/netns/{self.netns}", *args]
         env = dict(os.environ, **(self.env or {}))
         self._ready.clear()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
