@@ -36,7 +36,7 @@ from cairn.node.storage.aio import AsyncEngine
 from cairn.node.storage.hints import HintStore
 from cairn.v1 import admin_pb2, object_pb2, replica_pb2
 
-from . import logs, wire
+from . import faults, logs, wire
 from .config import NodeConfig, load_config
 from .metrics import Metrics
 from .peers import GrpcPeers
@@ -117,6 +117,7 @@ class Node:
         self._background: asyncio.Task[None] | None = None
         self._replica_service: ReplicaService | None = None
         self.repair: Repair | None = None
+        self.fault_control: faults.FaultControl | None = None  # test-only, usually None
 
     @property
     def address(self) -> str:
@@ -142,7 +143,11 @@ class Node:
         cluster_map = _load_map(config, self.address)
         node_id = NodeId(config.node_id)
         await asyncio.to_thread(_create_missing, config.data)
-        self.engine = await asyncio.to_thread(Engine(config.engine_config()).open)
+        # Plain FileSystem unless the test-only fault layer is switched on.
+        fs, self.fault_control = faults.file_system(config.fault_control)
+        self.engine = await asyncio.to_thread(Engine(config.engine_config(), fs=fs).open)
+        if self.fault_control is not None:
+            self.fault_control.start()
         self.aengine = AsyncEngine(self.engine, max_workers=config.executor_threads)
         clock = HybridClock(node_id, OffsetClock(config.clock_offset_ms)
                             if config.clock_offset_ms else None)
@@ -259,6 +264,9 @@ class Node:
         if self.hints is not None:
             self.hints.close()
             self.hints = None
+        if self.fault_control is not None:
+            self.fault_control.stop()
+            self.fault_control = None
         for error in errors:
             log.error("error while stopping: %s", error)
         log.info("stopped")

@@ -54,6 +54,11 @@ class NodeConfig:
         antientropy_interval_s: pause between anti-entropy passes (seconds, default 600).
         clock_offset_ms: added to this node's wall clock. For tests and chaos runs that
             skew a node's clock on purpose; leave 0 in production (default 0).
+        fault_control: TEST ONLY. Path of a JSON control file that switches on the I/O
+            fault layer under the engine (fsync EIO, torn writes, power loss; see
+            docs/storage.md and ``cairn.node.server.faults``). Unset (default): the
+            engine uses the plain file system and the layer costs nothing. Never set it
+            in production.
         engine: the storage engine's settings (the ``[engine]`` table, see
             ``EngineConfig``); ``disks`` comes from ``data``.
     """
@@ -79,6 +84,7 @@ class NodeConfig:
     scrub_interval_s: float = 24 * 3600.0
     antientropy_interval_s: float = 600.0
     clock_offset_ms: int = 0
+    fault_control: str | None = None
     engine: Mapping[str, Any] = field(default_factory=dict)
 
     def engine_config(self) -> EngineConfig:
@@ -189,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sync", choices=list(SYNC_MODES),
                         help="fsync policy; anything but 'always' loses acknowledged writes "
                              "on a crash (benchmarks only)")
+    parser.add_argument("--fault-control", help="TEST ONLY: JSON file that switches on the "
+                        "I/O fault layer (fsync EIO, torn writes, power loss)")
     return parser
 
 
@@ -224,6 +232,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         "data": tuple(args.data) if args.data else None, "listen": args.listen,
         "node_id": args.node_id, "cluster_map": args.cluster_map, "zone": args.zone,
         "metrics_listen": args.metrics_listen, "log_level": args.log_level,
+        "fault_control": args.fault_control,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.sync:
