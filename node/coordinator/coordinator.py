@@ -816,9 +816,13 @@ class Coordinator:
         """Replace this node's damaged copy of (bucket, key) with a verified copy of the
         newest version another replica holds. Returns "repaired", "lost" (no replica
         has a good copy at least as new) or "gone" (nothing to repair any more)."""
-        local = await self._local_head(bucket, key)
-        if local is None:
-            return "gone"
+        try:
+            local = await self._local_head(bucket, key)
+        except IntegrityError:
+            local = None  # the index entry itself is corrupt: any good copy replaces it
+        else:
+            if local is None:
+                return "gone"
         _partition, targets = self.placement(bucket, key)
         others = [n for n in targets if n != self.node_id]
         if self.peers is None or not others:
@@ -828,7 +832,8 @@ class Coordinator:
             *(peers.head(n, bucket, key, self.config.replica_timeout_s) for n in others),
             return_exceptions=True)
         found = [(info, n) for n, info in zip(others, answers, strict=True)
-                 if isinstance(info, ObjectInfo) and info.version >= local.version]
+                 if isinstance(info, ObjectInfo)
+                 and (local is None or info.version >= local.version)]
         for version in sorted({i.version for i, _ in found}, reverse=True):
             holders = [n for i, n in found if i.version == version]
             info = next(i for i, _ in found if i.version == version)

@@ -33,6 +33,7 @@ log = logging.getLogger("cairn.repair")
 
 SURVEY_CONCURRENCY: Final = 16
 COPY_CONCURRENCY: Final = 4
+SURVEY_ATTEMPTS: Final = 3  # a survey spanning a disk failure starts again, this often
 
 
 @dataclass
@@ -139,7 +140,16 @@ class AntiEntropy(Worker):
             if estimate is not None:
                 below[partition] = estimate
 
-        await asyncio.gather(*(one(p) for p in targets))
+        engine = self.coordinator.engine.engine
+        for _attempt in range(SURVEY_ATTEMPTS):
+            epoch = engine.disk_epoch
+            below.clear()
+            await asyncio.gather(*(one(p) for p in targets))
+            if engine.disk_epoch == epoch:
+                break
+            # A disk failed or came back during the survey: trees compared before that
+            # describe data this node may no longer hold. Survey again.
+            log.warning("a disk failed or came back during the anti-entropy survey; again")
         if only is None:
             self.below = below
         else:

@@ -70,7 +70,7 @@ class Scrubber(Worker):
                 del self._cursor[index]
                 continue
             for okey, entry in batch:
-                await self.limiter.acquire(max(entry.record_len, 1))
+                await self.limiter.acquire(max(entry.record_len if entry else 0, 1))
                 reason = await asyncio.to_thread(verify_entry, disk, okey)
                 self.checked += 1
                 self._pass_checked += 1
@@ -85,13 +85,14 @@ class Scrubber(Worker):
         return False
 
     @staticmethod
-    def _batch(disk: Any, after: bytes) -> list[tuple[bytes, fmt.IndexEntry]]:
+    def _batch(disk: Any, after: bytes) -> list[tuple[bytes, fmt.IndexEntry | None]]:
+        """The next index entries; a corrupt one comes as None (``verify_entry`` finds
+        it corrupt and it is repaired like a damaged record)."""
         if disk.state == "failed":
             return []
-        out = []
+        out: list[tuple[bytes, fmt.IndexEntry | None]] = []
         for okey, entry in disk.scan(after, b"", after=bool(after)):
-            if entry is not None:
-                out.append((okey, entry))
+            out.append((okey, entry))
             if len(out) >= BATCH:
                 break
         return out

@@ -55,6 +55,9 @@ SEGMENT_DIR: Final = "segments"
 SEGMENT_SUFFIX: Final = ".seg"
 TMP_SUFFIX: Final = ".tmp"
 FREE_CHECK_INTERVAL_S: Final = 0.25
+# Reads check the identity marker at most this often: after a live wipe or an unmount,
+# open files still serve the old disk's index and bytes, which the node no longer has.
+IDENTITY_CHECK_INTERVAL_S: Final = 0.01
 SCAN_BATCH: Final = 256
 MAX_DBS: Final = 8
 
@@ -205,6 +208,10 @@ class Disk:
         self._closing = False
         self._last_free_check = 0.0
         self._written_since_check = 0
+        self._marker_identity: tuple[int, int] | None = None  # (st_dev, st_ino) at open
+        self._last_identity_check = 0.0
+        self.failures = 0  # times this disk entered FAILED (the engine's disk epoch)
+        self.was_mount_point = False  # the data directory was a mount point when opened
 
     # ------------------------------------------------------------------ open / close
 
@@ -253,6 +260,9 @@ class Disk:
                 f"{self.path}: index belongs to disk {stored.decode()}, marker says {disk_id}"
             )
         self.disk_id = disk_id
+        st = os.stat(marker)
+        self._marker_identity = (st.st_dev, st.st_ino)
+        self.was_mount_point = os.path.ismount(self.path)
         self._recover_segments()
         self.state = DiskState.OK
         self.error = ""
@@ -329,6 +339,7 @@ class Disk:
     def _fail(self, why: str) -> None:
         if self.state != DiskState.FAILED:
             log.error("disk %s failed: %s", self.path, why)
+            self.failures += 1
         self.state = DiskState.FAILED
         self.error = why
 
@@ -341,9 +352,7 @@ class Disk:
             return
         self._last_free_check = now
         self._written_since_check = 0
-        if not os.path.exists(os.path.join(self.path, MARKER_NAME)):
-            # Wiped, replaced or unmounted under us: nothing written now would last.
-            self._fail(f"its identity marker {MARKER_NAME} vanished (disk wiped or gone)")
+        if not self._identity_holds():
             return
         try:
             st = self.fs.statvfs(self.path)
@@ -360,6 +369,30 @@ class Disk:
             )
         else:
             self.state, self.error = DiskState.OK, ""
+
+    def _identity_holds(self) -> bool:
+        """Fail the disk if its identity marker is gone or is another file: the disk was
+        wiped, replaced or unmounted under us, and what the open files still show (or
+        anything written now) is not on this disk any more."""
+        try:
+            st = os.stat(os.path.join(self.path, MARKER_NAME))
+            same = (st.st_dev, st.st_ino) == self._marker_identity
+        except OSError:
+            same = False
+        if not same and self._marker_identity is not None:
+            self._fail(f"its identity marker {MARKER_NAME} vanished or changed "
+                       "(disk wiped, replaced or gone)")
+            return False
+        return True
+
+    def check_identity(self) -> None:
+        """Before a read: the disk is still the one opened (rate-limited), else FAILED."""
+        if self.state == DiskState.FAILED:
+            return
+        now = time.monotonic()
+        if now - self._last_identity_check >= IDENTITY_CHECK_INTERVAL_S:
+            self._last_identity_check = now
+            self._identity_holds()
 
     def check_readable(self) -> None:
         """Raises: DiskUnavailable if the disk failed."""
@@ -1045,6 +1078,41 @@ class Disk:
                 handle = self._read_handles[segment_id] = _ReadHandle(fd)
             handle.refs += 1
             return handle.fd
+
+    def segment_file_lost(self, segment_id: int, fd: int) -> bool:
+        """True if the file behind ``fd`` (a reference from ``acquire_segment``) is no
+        longer the segment's file on disk: deleted (or replaced) under the node. A cached
+        descriptor still reads the deleted file, so without this check a scrub would
+        pass records that are gone from the disk (and from the next start).
+
+        The segment is then retired for this process: readers open it afresh (and find
+        it missing), and if it is the open log segment it is sealed, so new records go
+        to a new file rather than into a deleted one.
+        """
+        try:
+            st = os.stat(self._segment_path(segment_id))
+            held = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                return False
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False  # cannot tell (the disk may be failing): not proof of loss
+        log.error("segment %s of %s is missing from the disk; its records are damaged",
+                  segment_id, self.path)
+        with self._read_lock:
+            handle = self._read_handles.get(segment_id)
+            if handle is not None and not handle.doomed:
+                handle.doomed = True
+                # No new reference can be taken; the last release closes the fd.
+        with self._cond:
+            active = self._active
+            if active is not None and active.segment_id == segment_id:
+                self._segments[segment_id].sealed = True
+                self._dirty.add(segment_id)
+                self._unsynced[segment_id] = active  # synced and closed by the committer
+                self._active = None
+        return True
 
     def release_segment(self, segment_id: int, fd: int) -> None:
         with self._read_lock:

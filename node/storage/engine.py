@@ -111,6 +111,11 @@ class Engine:
         # Writes seen per partition: a digest is cached only if no write touched its
         # partition while it was computed (two racing digests cannot store a stale one).
         self._generation: dict[int, int] = {}
+        # Failures of disks replaced since (see ``disk_epoch``), and the epoch the cached
+        # digests were computed in: a digest of a disk that failed since is not this
+        # node's any more.
+        self._retired_failures = 0
+        self._digest_epoch = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,7 +159,16 @@ class Engine:
     # ------------------------------------------------------------------ disks
 
     def _readable(self) -> list[Disk]:
+        for d in self.disks:
+            d.check_identity()  # a wiped or vanished disk must not be read (rate-limited)
         return [d for d in self.disks if d.state != DiskState.FAILED]
+
+    @property
+    def disk_epoch(self) -> int:
+        """Grows whenever a disk fails or is taken back: anything computed from the
+        disks before (a digest, an anti-entropy survey) may describe data this node no
+        longer holds, or miss data it now holds."""
+        return self._retired_failures + sum(d.failures for d in self.disks)
 
     def _disk_order(self, partition: int) -> list[Disk]:
         """Rendezvous order of the disks for a partition (stable while paths stay)."""
@@ -365,7 +379,7 @@ class Engine:
         """
         okey = self._check_names(bucket, key)
         meta = self._check_meta(codec, metadata or {}, 0)
-        stored = self._newest(okey)
+        stored = self._newest(okey, skip_corrupt=True)
         if stored is not None and self._is_stale(stored[1], version):
             return WriteResult(False, info_from_entry(okey, stored[1]))
         it = iter(chunks)
@@ -453,7 +467,7 @@ class Engine:
     def _write(self, okey: bytes, kind: int, version: Version, partition: int, meta: bytes,
                value: bytes, checksum: int) -> Future[WriteResult]:
         self._touch(partition)
-        stored = self._newest(okey)
+        stored = self._newest(okey, skip_corrupt=True)
         if stored is not None and self._is_stale(stored[1], version):
             return self._done(WriteResult(False, info_from_entry(okey, stored[1])))
         bucket_b, key_b = fmt.split_object_key(okey)
@@ -489,11 +503,15 @@ class Engine:
 
     # ------------------------------------------------------------------ reads
 
-    def _newest(self, okey: bytes) -> tuple[Disk, fmt.IndexEntry] | None:
+    def _newest(self, okey: bytes, *, skip_corrupt: bool = False
+                ) -> tuple[Disk, fmt.IndexEntry] | None:
         """The newest entry of ``okey`` over the readable disks.
 
+        ``skip_corrupt``: a corrupt index entry counts as absent (for writes: the commit
+        replaces a corrupt entry, so a repair or a newer write can heal it).
+
         Raises:
-            IntegrityError: the only entries found are corrupt.
+            IntegrityError: the only entries found are corrupt (unless ``skip_corrupt``).
             DiskUnavailable: every disk failed.
         """
         best: tuple[Disk, fmt.IndexEntry] | None = None
@@ -511,7 +529,7 @@ class Engine:
                 continue
             if entry is not None and (best is None or entry.version > best[1].version):
                 best = (disk, entry)
-        if best is None and corrupt is not None:
+        if best is None and corrupt is not None and not skip_corrupt:
             raise corrupt
         return best
 
@@ -663,14 +681,23 @@ class Engine:
             if okey == last:
                 continue
             last = okey
-            found = self._newest(okey)
+            try:
+                found = self._newest(okey)
+            except IntegrityError:
+                # A corrupt index entry: left out, so anti-entropy sees the object
+                # missing here and copies it back (the write replaces the entry).
+                continue
             if found is not None and found[1].partition == partition:
                 yield okey, found[1]
 
     def partition_digest(self, partition: int, leaf_count: int) -> Digest:
         """The hash tree of one partition as this node holds it (cached until a write
         to the partition)."""
+        epoch = self.disk_epoch
         with self._digest_lock:
+            if epoch != self._digest_epoch:  # a disk failed or came back: trees are stale
+                self._digests.clear()
+                self._digest_epoch = epoch
             generation = self._generation.get(partition, 0)
             cached = self._digests.get(partition, {}).get(leaf_count)
         if cached is not None:
@@ -678,7 +705,9 @@ class Engine:
         digest = build_digest(((okey, e.version, e.checksum, e.tombstone, e.value_len)
                                for okey, e in self._partition_entries(partition)), leaf_count)
         with self._digest_lock:
-            if self._generation.get(partition, 0) == generation:  # no write raced the scan
+            # Cached only if no write raced the scan and no disk failed or came back.
+            if (self._generation.get(partition, 0) == generation
+                    and self.disk_epoch == epoch == self._digest_epoch):
                 self._digests.setdefault(partition, {})[leaf_count] = digest
         return digest
 
@@ -710,6 +739,15 @@ class Engine:
                 continue
             if not empty:
                 continue
+            if disk.was_mount_point and not os.path.ismount(disk.path):
+                # The disk was unmounted: the empty directory is the mount point on the
+                # disk below, and files written there would land on the wrong disk
+                # (DESIGN traps). Wait for a disk to be mounted there.
+                if not disk.error.startswith("unmounted"):
+                    log.error("disk %s is no longer mounted; waiting for a disk there",
+                              disk.path)
+                    disk.error = f"unmounted: {disk.error}"
+                continue
             with contextlib.suppress(Exception):
                 disk.close()
             fresh = Disk(disk.path, self.config, self.fs, self.now_ms)
@@ -720,6 +758,7 @@ class Engine:
                 with contextlib.suppress(CairnError):
                     fresh.put_bucket(name.encode("ascii"), json.dumps(info).encode())
             self.disks[i] = fresh
+            self._retired_failures += disk.failures + 1  # the disk epoch moves on
             self._order_cache.clear()
             with self._digest_lock:
                 self._digests.clear()

@@ -101,6 +101,14 @@ def _verify(disk: Disk, okey: bytes, listed: fmt.IndexEntry | None) -> str | Non
             if disk.lookup(okey) != entry:
                 continue  # moved by compaction meanwhile: look again
             fd = None
+        if fd is not None and disk.segment_file_lost(entry.segment_id, fd):
+            # Deleted under the node: the open descriptor still reads it, the disk no
+            # longer holds it (chaos fault ``truncate``). Reads now fail on it too.
+            disk.release_segment(entry.segment_id, fd)
+            if disk.lookup(okey) != entry:
+                continue
+            disk.mark_damaged(okey, entry)
+            return "its segment file is missing"
         return _check(disk, okey, entry, fd)
     return None if listed is None else _check(disk, okey, listed, None)
 

@@ -1,0 +1,132 @@
+"""Regressions found by the chaos suite's disk faults (docs/chaos.md, ``faults_disk.py``),
+each named after the fault that found it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from cairn.errors import DiskUnavailable, IntegrityError
+from cairn.node.storage import format as fmt
+from cairn.node.storage.disk import IDENTITY_CHECK_INTERVAL_S
+from cairn.types import Version
+
+pytestmark = pytest.mark.unit
+
+V = Version(1000, 0, 1)
+
+
+def _fill(engine, n=20, partition=3):
+    engine.create_bucket("app")
+    for i in range(n):
+        engine.put("app", b"k-%02d" % i, b"value-%02d" % i * 10, version=V, partition=partition)
+
+
+def _wipe(path):
+    for entry in list(path.iterdir()):
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def test_wipe_reads_stop_serving_the_deleted_files(make_engine, tmp_path):
+    """After a live wipe, reads, listings and digests came from the deleted-but-open
+    LMDB and segment files until a write or the 2 s disk check noticed: the disk must
+    fail at the next read instead."""
+    engine = make_engine()
+    _fill(engine)
+    assert engine.head("app", b"k-01").version == V
+    before = engine.partition_digest(3, 8)
+    assert before.entries == 20
+    epoch = engine.disk_epoch
+    _wipe(tmp_path / "disk-0")
+    time.sleep(IDENTITY_CHECK_INTERVAL_S * 2)
+    with pytest.raises(DiskUnavailable):
+        engine.head("app", b"k-01")
+    assert engine.list("app") == []
+    assert engine.disk_epoch > epoch
+    # The cached tree described the wiped disk: it must not be served any more.
+    assert engine.partition_digest(3, 8).entries == 0
+    # The empty directory is taken back, empty; the digest says so.
+    assert engine.check_disks() == [str(tmp_path / "disk-0")]
+    assert engine.partition_digest(3, 8).entries == 0
+    engine.put("app", b"k-01", b"again", version=Version(2000, 0, 1), partition=3)
+    assert engine.get("app", b"k-01").read() == b"again"
+
+
+def test_truncate_deleted_segment_is_found_by_scrub_and_never_served(make_engine, tmp_path):
+    """A segment file deleted under the running node: the cached read descriptor still
+    read it, so scrub passed every record and the next restart lost them. Scrub must
+    report them damaged, reads must fail, and new writes go to a new file."""
+    engine = make_engine(segment_max_bytes=1 << 20)
+    _fill(engine)
+    disk = engine.disks[0]
+    assert engine.get("app", b"k-02").read() == b"value-02" * 10  # caches a read fd
+    entry = disk.lookup(fmt.object_key(b"app", b"k-02"))
+    seg = tmp_path / "disk-0" / "segments" / f"{entry.segment_id:016x}.seg"
+    seg.unlink()
+    report = engine.scrub()[0]
+    assert sorted(d.key for d in report.damaged) == [b"k-%02d" % i for i in range(20)]
+    assert all("segment file is missing" in d.reason for d in report.damaged)
+    for i in range(20):
+        with pytest.raises(IntegrityError):
+            engine.get("app", b"k-%02d" % i).read()
+    # Writes after the loss land in a new segment file, which exists.
+    engine.put("app", b"new", b"fresh", version=V, partition=3)
+    new_entry = disk.lookup(fmt.object_key(b"app", b"new"))
+    assert new_entry.segment_id != entry.segment_id
+    assert (tmp_path / "disk-0" / "segments" / f"{new_entry.segment_id:016x}.seg").exists()
+    assert engine.get("app", b"new").read() == b"fresh"
+    # A repair (the same version, from another replica) replaces the damaged copies.
+    engine.put("app", b"k-02", b"value-02" * 10, version=V, partition=3)
+    assert engine.get("app", b"k-02").read() == b"value-02" * 10
+    engine.close()
+    reopened = make_engine(segment_max_bytes=1 << 20)
+    assert reopened.get("app", b"k-02").read() == b"value-02" * 10
+    with pytest.raises(IntegrityError):
+        reopened.get("app", b"k-03").read()
+
+
+def _corrupt_entry(engine, tmp_path, key):
+    """Flip a byte inside the LMDB value of ``key``'s index entry (every copy)."""
+    okey = fmt.object_key(b"app", key)
+    disk = engine.disks[0]
+    with disk._read_txn() as txn:
+        value = bytes(txn.get(okey, db=disk._dbs[b"objects"]))
+    mdb = tmp_path / "disk-0" / "index" / "data.mdb"
+    data = mdb.read_bytes()
+    copies, pos = 0, data.find(okey + value)
+    with open(mdb, "r+b") as f:
+        while pos >= 0:
+            f.seek(pos + len(okey) + 9)  # inside the version
+            f.write(bytes([value[9] ^ 0x40]))
+            copies += 1
+            pos = data.find(okey + value, pos + 1)
+    assert copies
+
+
+def test_lmdb_flip_corrupt_index_entry_is_never_served_and_is_repaired(make_engine, tmp_path):
+    """A flipped byte in an index entry (an LMDB value): reads refuse it, but it also
+    made every write of that key fail (the staleness check raised) and every digest of
+    its partition fail (anti-entropy of the whole node stopped). Digests now leave it
+    out, scrub reports it, and a write of the version the other replicas hold
+    replaces it."""
+    engine = make_engine()
+    _fill(engine)
+    _corrupt_entry(engine, tmp_path, b"k-05")
+    with pytest.raises(IntegrityError):
+        engine.head("app", b"k-05")
+    with pytest.raises(IntegrityError):
+        engine.get("app", b"k-05")
+    digest = engine.partition_digest(3, 8)  # raised IntegrityError before the fix
+    assert digest.entries == 19
+    report = engine.scrub()[0]
+    assert [d.key for d in report.damaged] == [b"k-05"]
+    result = engine.put("app", b"k-05", b"value-05" * 10, version=V, partition=3)
+    assert result.applied
+    assert engine.get("app", b"k-05").read() == b"value-05" * 10
+    assert engine.partition_digest(3, 8).entries == 20
+    assert engine.scrub()[0].damaged == []
