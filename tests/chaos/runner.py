@@ -31,6 +31,7 @@ import grpc
 
 import cairn
 import tests.chaos.faults_disk  # registers the disk fault kinds
+import tests.chaos.faults_io  # registers fsync-eio, torn, powerloss
 import tests.chaos.faults_net  # noqa: F401  (registers the network partition kinds)
 from cairn.cluster.placement import placement
 from tests.support.cluster import Cluster
