@@ -45,6 +45,9 @@ from .errors import ERROR_CODE_KEY
 log = logging.getLogger("cairn.peers")
 
 CHUNK_BYTES: Final = 1024 * 1024
+# A Replicate message carries every write waiting to go out, up to these bounds.
+BATCH_MAX_WRITES: Final = 128
+BATCH_MAX_BYTES: Final = 1024 * 1024
 CHANNEL_OPTIONS: Final = (
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
     ("grpc.max_send_message_length", 8 * 1024 * 1024),
@@ -110,18 +113,25 @@ def _ack(applied: bool, current: Any, has_current: bool) -> ReplicaAck:
 
 
 class _Link:
-    """One node's ``Replicate`` stream: writes in flight matched to replies by seq."""
+    """One node's ``Replicate`` stream: writes in flight matched to replies by seq.
+
+    Writes that wait to go out together travel as one batch message (one header, one
+    gRPC message write); the replica answers in batches the same way."""
 
     def __init__(self, node: NodeId, channel: grpc.aio.Channel,
                  stub: replica_pb2_grpc.ReplicaServiceStub,
-                 patient: Callable[[NodeId], bool]) -> None:
+                 patient: Callable[[NodeId], bool],
+                 header: Callable[[], common_pb2.RequestHeader]) -> None:
         self.node = node
         self.channel = channel
         self.stub = stub
         self.patient = patient
+        self.header = header
         self.seq = itertools.count(1)
         self.waiting: dict[int, asyncio.Future[replica_pb2.ReplicateResponse]] = {}
-        self.outbox: asyncio.Queue[replica_pb2.ReplicateRequest | None] = asyncio.Queue()
+        # (write without a header, its value's size), or None to end the stream
+        self.outbox: asyncio.Queue[tuple[replica_pb2.ReplicateRequest, int] | None] = (
+            asyncio.Queue())
         self.task: asyncio.Task[None] | None = None
 
     def ensure_running(self) -> None:
@@ -130,16 +140,33 @@ class _Link:
             self.task = asyncio.ensure_future(self._run())
 
     async def _requests(self) -> AsyncIterator[replica_pb2.ReplicateRequest]:
-        while True:
+        ending = False
+        while not ending:
             item = await self.outbox.get()
             if item is None:
                 return
-            if item.seq not in self.waiting:
-                # Its sender gave up (deadline): the write is answered as failed (and
-                # hinted), so do not deliver it late, and do not let writes to a node
-                # that is down pile up here.
-                continue
-            yield item
+            batch: list[replica_pb2.ReplicateRequest] = []
+            size = 0
+            while True:
+                # A write whose sender gave up (deadline) was answered as failed (and
+                # hinted): do not deliver it late, and do not let writes to a node that
+                # is down pile up here.
+                if item[0].seq in self.waiting:
+                    batch.append(item[0])
+                    size += item[1]
+                if (len(batch) >= BATCH_MAX_WRITES or size >= BATCH_MAX_BYTES
+                        or self.outbox.empty()):
+                    break
+                next_item = self.outbox.get_nowait()
+                if next_item is None:
+                    ending = True
+                    break
+                item = next_item
+            if len(batch) == 1:
+                batch[0].header.CopyFrom(self.header())
+                yield batch[0]
+            elif batch:
+                yield replica_pb2.ReplicateRequest(header=self.header(), batch=batch)
 
     async def _run(self) -> None:
         # Fail fast: ``send`` waits for the connection itself, with each write's own
@@ -148,9 +175,10 @@ class _Link:
         call = self.stub.Replicate(self._requests(), wait_for_ready=False)
         try:
             async for reply in call:
-                future = self.waiting.pop(reply.seq, None)
-                if future is not None and not future.done():
-                    future.set_result(reply)
+                for answer in reply.batch or (reply,):
+                    future = self.waiting.pop(answer.seq, None)
+                    if future is not None and not future.done():
+                        future.set_result(answer)
         except grpc.RpcError as exc:
             self._fail_all(error_from_rpc(self.node, exc))
         except asyncio.CancelledError:
@@ -166,8 +194,10 @@ class _Link:
             if not future.done():
                 future.set_exception(error)
 
-    async def send(self, make: Callable[[int], replica_pb2.ReplicateRequest], timeout_s: float
-                   ) -> replica_pb2.ReplicateResponse:
+    async def send(self, make: Callable[[int], replica_pb2.ReplicateRequest], size: int,
+                   timeout_s: float) -> replica_pb2.ReplicateResponse:
+        """Send the write ``make(seq)`` builds (without a header: the batch adds it) and
+        wait for its answer; ``size`` is its value's length, for batching."""
         state = self.channel.get_state(try_to_connect=True)
         if state != grpc.ChannelConnectivity.READY:
             if not self.patient(self.node):
@@ -182,7 +212,7 @@ class _Link:
         future: asyncio.Future[replica_pb2.ReplicateResponse] = (
             asyncio.get_running_loop().create_future())
         self.waiting[seq] = future
-        self.outbox.put_nowait(make(seq))
+        self.outbox.put_nowait((make(seq), size))
         try:
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
@@ -243,17 +273,16 @@ class GrpcPeers:
         link = self._links.get(node)
         if link is None:
             stub = self._stub(node)
-            link = self._links[node] = _Link(node, self._channels[node], stub, self._patient)
+            link = self._links[node] = _Link(node, self._channels[node], stub, self._patient,
+                                             self._header)
 
         def make(seq: int) -> replica_pb2.ReplicateRequest:
             if write.deleted:
-                return replica_pb2.ReplicateRequest(seq=seq, header=self._header(),
-                                                    delete=_tombstone_pb(write))
+                return replica_pb2.ReplicateRequest(seq=seq, delete=_tombstone_pb(write))
             return replica_pb2.ReplicateRequest(
-                seq=seq, header=self._header(),
-                put=replica_pb2.ReplicaWrite(object=_object_pb(write), value=value))
+                seq=seq, put=replica_pb2.ReplicaWrite(object=_object_pb(write), value=value))
 
-        reply = await link.send(make, timeout_s)
+        reply = await link.send(make, len(value), timeout_s)
         if reply.HasField("error"):
             raise error_for_code(reply.error.code, f"node {node}: {reply.error.message}")
         return _ack(reply.applied, reply.current, reply.HasField("current"))

@@ -98,7 +98,8 @@ class ReplicaService:
 
     async def Replicate(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         """Many small writes on one long-lived stream, applied concurrently (so they
-        share group commits) and answered by ``seq`` in completion order."""
+        share group commits) and answered by ``seq`` in completion order. Answers ready
+        at the same time go out as one batch message, as writes may come in."""
         out: asyncio.Queue[Any] = asyncio.Queue()
         slots = asyncio.Semaphore(REPLICATE_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
@@ -106,7 +107,8 @@ class ReplicaService:
 
         async def apply(message: Any) -> None:
             try:
-                self.ctx.observe(message.header)
+                if message.HasField("header"):  # a batch's writes share its header
+                    self.ctx.observe(message.header)
                 op = message.WhichOneof("op")
                 if op == "put":
                     w = write_from_pb(message.put.object)
@@ -115,34 +117,60 @@ class ReplicaService:
                     w = write_from_pb(message.delete, deleted=True)
                     ack = await self._coord.apply_replica_write(w, None)
                 else:
-                    raise InvalidArgument("a Replicate message carries a put or a delete")
-                reply = replica_pb2.ReplicateResponse(seq=message.seq, **self._ack(ack))
+                    raise InvalidArgument("a Replicate message carries a put, a delete or a "
+                                          "batch of them")
+                reply = replica_pb2.ReplicateResponse(seq=message.seq, applied=ack.applied)
+                if ack.current is not None:
+                    reply.current.CopyFrom(wire.version_to_pb(ack.current))
             except CairnError as exc:
                 reply = replica_pb2.ReplicateResponse(
-                    seq=message.seq, header=self.ctx.response_header(),
-                    error=common_pb2.Error(code=exc.code, message=str(exc)))
+                    seq=message.seq, error=common_pb2.Error(code=exc.code, message=str(exc)))
             except Exception as exc:  # a bug: answer it, keep the stream
                 log.exception("replicate op failed")
                 reply = replica_pb2.ReplicateResponse(
-                    seq=message.seq, header=self.ctx.response_header(),
-                    error=common_pb2.Error(code="INTERNAL", message=repr(exc)))
+                    seq=message.seq, error=common_pb2.Error(code="INTERNAL", message=repr(exc)))
             finally:
                 slots.release()
             await out.put(reply)
+
+        async def start(message: Any) -> None:
+            await slots.acquire()
+            task = asyncio.ensure_future(apply(message))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
         async def read_requests() -> None:
             try:
                 async for message in request_iterator:
                     if isinstance(message, wire.Malformed):
                         continue
-                    await slots.acquire()
-                    task = asyncio.ensure_future(apply(message))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    if len(message.batch):
+                        self.ctx.observe(message.header)
+                        for write in message.batch:
+                            await start(write)
+                    else:
+                        await start(message)
                 while tasks:
                     await asyncio.gather(*list(tasks), return_exceptions=True)
             finally:
                 await out.put(done)
+
+        def framed(replies: list[Any]) -> Any:
+            if len(replies) == 1:
+                replies[0].header.CopyFrom(self.ctx.response_header())
+                return replies[0]
+            return replica_pb2.ReplicateResponse(header=self.ctx.response_header(),
+                                                 batch=replies)
+
+        def ready(first: Any) -> tuple[list[Any], bool]:
+            """``first`` and every answer already waiting; True if the stream ended."""
+            replies = [first]
+            while not out.empty():
+                item = out.get_nowait()
+                if item is done:
+                    return replies, True
+                replies.append(item)
+            return replies, False
 
         reader = asyncio.ensure_future(read_requests())
         closing = asyncio.ensure_future(self.closing.wait())
@@ -155,15 +183,21 @@ class ReplicaService:
                     reader.cancel()  # take no new writes; answer the ones in flight
                     if tasks:
                         await asyncio.gather(*list(tasks), return_exceptions=True)
+                    rest: list[Any] = []
                     while not out.empty():
                         item = out.get_nowait()
                         if item is not done:
-                            yield item
+                            rest.append(item)
+                    if rest:
+                        yield framed(rest)
                     return
                 item = getter.result()
                 if item is done:
                     return
-                yield item
+                replies, ended = ready(item)
+                yield framed(replies)
+                if ended:
+                    return
         finally:
             reader.cancel()
             closing.cancel()
