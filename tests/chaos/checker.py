@@ -19,6 +19,14 @@ out. The rules, each a violation kind:
   delete and the read returned an older put's value: a deleted key came back without a
   later put.
 
+Range reads (``get-range``, of large values) return bytes that do not describe
+themselves; the checker recomputes the asked range of every put on the key from the
+seed the put recorded (``history.LargeValue``) and compares hashes: no put whose range
+matches is ``corrupt-read`` (wrong, shifted, short or long bytes), and otherwise the
+rules above apply to the put that matched (``never-written``, ``failed-write-visible``,
+``lost-write`` by version when the read returned one, and for a read that found
+nothing).
+
 The final reads after healing and repair are ordinary reads in the history, so the same
 rules make "every acknowledged write is readable (or superseded)" a check of the final
 state. Replica convergence is checked by the runner (it needs the live cluster).
@@ -32,7 +40,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .history import FAIL, INFO, INVOKE, NEMESIS, OK
+from .history import FAIL, INFO, INVOKE, NEMESIS, OK, LargeValue, range_sha256
 
 FIRST_VIOLATIONS = 10  # how many a report prints in full
 
@@ -57,6 +65,7 @@ class Op:
     version: tuple[int, int, int] | None = None
     found: bool | None = None  # get: whether a value came back
     error: str | None = None
+    byte_range: tuple[int, int | None] | None = None  # get-range: [start, end) asked for
 
     @property
     def acked(self) -> bool:
@@ -66,9 +75,14 @@ class Op:
         what = self.f
         if self.value and self.f == "put":
             what += f" {self.value.get('writer')}#{self.value.get('seq')}"
+        if self.byte_range is not None:
+            what += f" [{self.byte_range[0]}:{self.byte_range[1]}]"
         if self.f == "get" and self.acked:
             what += (f" -> {self.value.get('writer')}#{self.value.get('seq')}"
                      if self.found and self.value else " -> not found")
+        if self.f == "get-range" and self.acked:
+            what += (f" -> {self.value.get('len')} bytes" if self.found and self.value
+                     else " -> not found")
         v = ".".join(map(str, self.version)) if self.version else "-"
         end = f"{self.end:.3f}" if self.end != math.inf else "?"
         tail = f" ({self.error})" if self.error else ""
@@ -112,6 +126,8 @@ def build_ops(entries: list[dict[str, Any]]) -> list[Op]:
         if kind == INVOKE:
             ops[e["id"]] = Op(e["id"], e["process"], e["f"], e["key"], e["t"],
                               value=e.get("value"))
+            if e["f"] == "get-range":
+                ops[e["id"]].byte_range = (e["start"], e.get("end"))
         elif kind in (OK, FAIL, INFO):
             op = ops[e["id"]]
             op.outcome = kind
@@ -119,7 +135,7 @@ def build_ops(entries: list[dict[str, Any]]) -> list[Op]:
             if kind != INFO:
                 op.end = e["t"]
             op.version = parse_version(e.get("version"))
-            if op.f == "get" and kind == OK:
+            if op.f in ("get", "get-range") and kind == OK:
                 op.found = bool(e.get("found"))
                 op.value = e.get("value")
     return list(ops.values())
@@ -140,6 +156,7 @@ class _KeyHistory:
         self.by_tag = {(w.value["writer"], w.value["seq"]): w for w in writes
                        if w.f == "put" and w.value}
         self.deletes = [w for w in writes if w.f == "delete"]
+        self.puts = [w for w in writes if w.f == "put"]
 
     def floor(self, t: float) -> Op | None:
         """The newest acknowledged write or delete that completed before ``t``."""
@@ -184,6 +201,38 @@ def check_read(r: Op, h: _KeyHistory) -> Violation | None:
                      f"before the read started and no delete explains it")
 
 
+def _range_matches(w: Op, r: Op) -> bool:
+    """Whether ``r`` returned exactly the asked range of the bytes ``w`` sent."""
+    large = LargeValue.from_description(w.value or {}) if w.value else None
+    if large is None or r.byte_range is None:
+        return False
+    expected = range_sha256(large, *r.byte_range)
+    return expected is not None and expected == (r.value or {}).get("sha256")
+
+
+def check_range_read(r: Op, h: _KeyHistory) -> Violation | None:
+    if not r.found:
+        return check_read(r, h)  # found nothing: the same lost-write rule as a get
+    invoked = [w for w in h.puts if w.start <= r.end]
+    if not invoked:
+        return Violation("never-written", r.key, f"{r} returned bytes, but no put on the "
+                         "key had been invoked")
+    w = next((w for w in invoked if _range_matches(w, r)), None)
+    if w is None:
+        return Violation("corrupt-read", r.key, f"{r} returned bytes other than that range "
+                         f"of any put ({len(invoked)} invoked): {r.value}")
+    if w.outcome == FAIL:
+        return Violation("failed-write-visible", r.key, f"{r} returned bytes of {w}, which "
+                         "failed definitely")
+    floor = h.floor(r.start)
+    if floor is not None and r.version is not None and floor.version is not None \
+            and r.version < floor.version:
+        kind = "resurrection" if floor.f == "delete" else "lost-write"
+        return Violation(kind, r.key, f"{r} is older than {floor}, acknowledged before "
+                         "the read started")
+    return None
+
+
 def check(entries: list[dict[str, Any]]) -> Report:
     report = Report()
     for e in entries:
@@ -203,8 +252,8 @@ def check(entries: list[dict[str, Any]]) -> Report:
     for _key, key_ops in sorted(by_key.items()):
         h = _KeyHistory([o for o in key_ops if o.f in ("put", "delete")])
         for r in key_ops:
-            if r.f == "get" and r.acked:
-                found = check_read(r, h)
+            if r.f in ("get", "get-range") and r.acked:
+                found = check_read(r, h) if r.f == "get" else check_range_read(r, h)
                 if found:
                     report.violations.append(found)
     return report

@@ -39,23 +39,34 @@ from tests.support.cluster import Cluster
 from . import checker
 from .history import History, describe, load
 from .nemesis import HEAL_TIMEOUT_S, SETUPS, Nemesis, available_kinds
-from .workload import BUCKET, CLIENT_TIMEOUT_S, RegisterWorker, SetWorker, read
+from .workload import (
+    BUCKET,
+    CLIENT_TIMEOUT_S,
+    LARGE_TIMEOUT_S,
+    LargeWorker,
+    RegisterWorker,
+    SetWorker,
+    read,
+)
 
 NODES = 5  # N=3, W=2, R=2: the defaults of a local map of 5 nodes
 SET_WORKERS = 2
 REGISTER_WORKERS = 3
+LARGE_WORKERS = 1  # streamed 1-8 MiB values, whole and range reads (workload.py)
 NODE_ENV = {
     "CAIRN_BACKGROUND_INTERVAL_S": "0.2",  # probe peers and replay hints often
     "CAIRN_REPLICA_TIMEOUT_S": "2",
     "CAIRN_ANTIENTROPY_INTERVAL_S": "5",  # a wiped disk refills within the round
     "CAIRN_SCRUB_RATE_BYTES_S": "0",
+    # Large values of 4-8 MiB get a segment of their own, smaller ones go to the log.
+    "CAIRN_ENGINE_LARGE_OBJECT_BYTES": str(4 * 1024 * 1024),
 }
 REPAIR_TIMEOUT_S = 120.0
 CONVERGE_TIMEOUT_S = 60.0  # after repair, replicas must be identical within this
 READ_THREADS = 4
 PARTITIONS = 64
 OLDER_KEYS_SAMPLE = 300  # keys of earlier rounds read again after each round
-JOIN_TIMEOUT_S = CLIENT_TIMEOUT_S * 4
+JOIN_TIMEOUT_S = max(CLIENT_TIMEOUT_S * 4, LARGE_TIMEOUT_S * 2)
 
 
 class HarnessError(Exception):
@@ -181,6 +192,9 @@ def run_round(cluster: Cluster, history: History, rng: random.Random, kinds: lis
     workers += [RegisterWorker(f"r{round_no}-reg{i}", seeds, history,
                                random.Random(rng.randrange(2**63)), stop)
                 for i in range(REGISTER_WORKERS)]
+    workers += [LargeWorker(f"r{round_no}-large{i}", seeds, history,
+                            random.Random(rng.randrange(2**63)), stop)
+                for i in range(LARGE_WORKERS)]
     # Each round starts the cycle of fault kinds where the last one stopped.
     offset = round_no * 2 % len(kinds)
     nemesis = Nemesis(cluster, history, random.Random(rng.randrange(2**63)), stop,

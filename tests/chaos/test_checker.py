@@ -8,7 +8,7 @@ import random
 import pytest
 
 from tests.chaos import checker
-from tests.chaos.history import describe, make_value
+from tests.chaos.history import LargeValue, describe, describe_chunks, describe_range, make_value
 
 pytestmark = [pytest.mark.unit]
 
@@ -135,3 +135,119 @@ def test_a_read_of_a_put_invoked_after_the_read_returned_is_never_written():
 def test_an_acknowledged_put_with_a_wrong_checksum_is_a_violation():
     s = Script().put("k", 1, 2, "100.0.1", seq=1, bad_checksum=True)
     assert s.kinds() == ["bad-checksum-accepted"]
+
+
+# --------------------------------------------------------------------- large values, ranges
+
+LARGE_SIZE = 3 * 65536 + 1000  # a few blocks and a partial one
+
+
+def large_put(s, key, start, end, version, seq, outcome="ok"):
+    value = LargeValue.create(key, "w", seq, LARGE_SIZE, seed=seq * 7919)
+    op_id = s.next_id
+    s.next_id += 1
+    s.entries.append({"id": op_id, "type": "invoke", "t": start, "process": "w", "f": "put",
+                      "key": key, "value": value.description()})
+    done = {"id": op_id, "type": outcome, "t": end}
+    if outcome == "ok":
+        done["version"] = version
+    s.entries.append(done)
+    return value
+
+
+def range_get(s, key, start, end, byte_range, data=None, version=None, outcome="ok"):
+    """A range read that returned ``data`` (None: not found)."""
+    op_id = s.next_id
+    s.next_id += 1
+    s.entries.append({"id": op_id, "type": "invoke", "t": start, "process": "r",
+                      "f": "get-range", "key": key, "start": byte_range[0],
+                      "end": byte_range[1]})
+    done = {"id": op_id, "type": outcome, "t": end}
+    if outcome == "ok":
+        done["found"] = data is not None
+        if data is not None:
+            done["value"] = describe_range(byte_range[0], data)
+        if version:
+            done["version"] = version
+    s.entries.append(done)
+
+
+def whole(value):
+    return b"".join(value.chunks())
+
+
+def test_range_reads_are_recomputed_from_the_seed_the_put_recorded():
+    s = Script()
+    v = large_put(s, "big", 1, 2, "100.0.1", seq=1)
+    raw = whole(v)
+    for a, b in [(0, 10), (5, 70_000), (len(raw) - 3, None), (100, len(raw) + 999),
+                 (len(v.head()), len(v.head()) + 65536)]:
+        range_get(s, "big", 3, 4, (a, b), raw[a:b], version="100.0.1")
+    range_get(s, "big", 3, 4, (10, 20), raw[10:20])  # get_bytes: no version comes back
+    assert s.kinds() == []
+
+
+@pytest.mark.parametrize("damage", ["flipped", "shifted", "short", "long", "other-seed"])
+def test_a_range_read_returning_wrong_bytes_is_a_corrupt_read(damage):
+    s = Script()
+    v = large_put(s, "big", 1, 2, "100.0.1", seq=1)
+    raw = whole(v)
+    a, b = 1000, 90_000
+    data = {
+        "flipped": raw[a:b - 1] + bytes([raw[b - 1] ^ 0x10]),
+        "shifted": raw[a + 1:b + 1],
+        "short": raw[a:b - 1],
+        "long": raw[a:b + 1],
+        "other-seed": whole(LargeValue.create("big", "w", 1, LARGE_SIZE, seed=1))[a:b],
+    }[damage]
+    range_get(s, "big", 3, 4, (a, b), data, version="100.0.1")
+    assert s.kinds() == ["corrupt-read"]
+
+
+def test_range_reads_of_puts_never_invoked_or_failed():
+    s = Script()
+    range_get(s, "big", 1, 2, (0, 10), b"0123456789")
+    assert s.kinds() == ["never-written"]
+    s = Script()
+    v = large_put(s, "big", 1, 2, None, seq=1, outcome="fail")
+    range_get(s, "big", 3, 4, (0, 100), whole(v)[:100])
+    assert s.kinds() == ["failed-write-visible"]
+    s = Script()
+    v = large_put(s, "big", 1, 9, None, seq=1, outcome="info")  # indeterminate: may appear
+    range_get(s, "big", 3, 4, (0, 100), whole(v)[:100])
+    assert s.kinds() == []
+
+
+def test_a_lost_large_write_is_caught_by_range_and_whole_reads():
+    s = Script()
+    large_put(s, "big", 1, 2, "100.0.1", seq=1)
+    range_get(s, "big", 3, 4, (0, 100))  # not found after the put was acknowledged
+    assert s.kinds() == ["lost-write"]
+    s = Script()
+    large_put(s, "big", 1, 2, "100.0.1", seq=1)
+    s.get("big", 3, 4)  # a final whole read that found nothing
+    assert s.kinds() == ["lost-write"]
+    s = Script()
+    large_put(s, "big", 1, 9, None, seq=1, outcome="info")
+    range_get(s, "big", 3, 4, (0, 100))
+    s.get("big", 5, 6)
+    assert s.kinds() == []
+
+
+def test_a_whole_large_read_is_checked_like_any_value():
+    s = Script()
+    v = large_put(s, "big", 1, 2, "100.0.1", seq=1)
+    raw = whole(v)
+    s.get("big", 3, 4, version="100.0.1", read=describe_chunks([raw[:1000], raw[1000:]]))
+    assert s.kinds() == []
+    torn = raw[:-1] + bytes([raw[-1] ^ 1])
+    s.get("big", 5, 6, version="100.0.1", read=describe_chunks([torn]))
+    assert s.kinds() == ["corrupt-read"]
+
+
+def test_a_range_read_older_than_an_acknowledged_write_is_a_lost_write():
+    s = Script()
+    v1 = large_put(s, "big", 1, 2, "100.0.1", seq=1)
+    large_put(s, "big", 3, 4, "200.0.1", seq=2)
+    range_get(s, "big", 5, 6, (0, 500), whole(v1)[:500], version="100.0.1")
+    assert s.kinds() == ["lost-write"]

@@ -6,6 +6,11 @@
   deletes race with puts, and reads see the races. A few puts go out through the raw
   protocol with a wrong checksum: the node must refuse them (IntegrityError, a definite
   failure), and the checker makes sure they are never acknowledged nor visible.
+- a ``large`` worker puts write-once large keys (``large/<writer>/<seq>``, 1-8 MiB,
+  streamed from a file with ``upload``) and reads them back whole (``download`` to a
+  file) and by random byte ranges (``get_bytes`` and ``download`` with a range). A
+  large value is computed from a seed its put records (``history.LargeValue``), so the
+  checker recomputes every range; ``LARGE_WRITE_BYTES_S`` keeps the load modest.
 
 Outcomes: ok; ``info`` (indeterminate: Unavailable and its subclasses, Timeout, and
 anything unexpected, which is also counted by class in the report); ``fail`` (a
@@ -14,8 +19,14 @@ definite refusal: InvalidArgument, IntegrityError, ...).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import random
+import shutil
+import tempfile
 import threading
+import time
 from typing import Any
 
 import crc32c
@@ -24,12 +35,30 @@ import grpc
 import cairn
 from cairn.v1 import common_pb2, object_pb2, object_pb2_grpc
 
-from .history import FAIL, INFO, OK, History, describe, make_value
+from .history import (
+    FAIL,
+    INFO,
+    OK,
+    History,
+    LargeValue,
+    describe,
+    describe_chunks,
+    describe_range,
+    make_value,
+)
 
 BUCKET = "chaos"
 HOT_KEYS = 8
 CLIENT_TIMEOUT_S = 8.0  # per SDK call, retries included; a frozen node must not stall us
 SET_READ_EVERY = 5  # a set worker reads back one of its keys every this many puts
+MiB = 1024 * 1024
+LARGE_SIZE = (1 * MiB, 8 * MiB)  # a large value's body size
+LARGE_WRITE_BYTES_S = 1 * MiB  # the large worker's average put bandwidth (the load cap)
+LARGE_PUT_P = 0.3  # share of its steps that put, while the bandwidth cap allows
+LARGE_READ_PAUSE_S = 0.05  # between the large worker's reads
+LARGE_WHOLE_READ_P = 0.25  # share of its reads that download the whole value
+LARGE_RANGE_MAX = 2 * MiB  # longest range asked for (open-ended ranges aside)
+LARGE_TIMEOUT_S = 30.0  # per SDK call of the large worker: 8 MiB through a loaded node
 INDETERMINATE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                        grpc.StatusCode.CANCELLED)
 
@@ -176,3 +205,111 @@ class RegisterWorker(Worker):
         else:
             v = reply.info.version
             self.history.complete(op, OK, version=f"{v.physical_ms}.{v.logical}.{v.node_id}")
+
+
+class LargeWorker(Worker):
+    """Write-once large keys, streamed, read back whole and by random byte ranges."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.written: list[tuple[str, int]] = []  # (key, length) of every put invoked
+        self.tmp = ""
+        self.started = time.monotonic()
+        self.put_bytes = 0  # sent so far, against LARGE_WRITE_BYTES_S
+
+    def run(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix=f"cairn-chaos-{self.name}-")
+        try:
+            with cairn.Client(self.seeds, timeout=LARGE_TIMEOUT_S) as client:
+                while not self.stop_event.is_set():
+                    self.step(client)
+        except BaseException as exc:
+            self.crashed = exc
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def step(self, client: cairn.Client) -> None:
+        budget = (time.monotonic() - self.started) * LARGE_WRITE_BYTES_S - self.put_bytes
+        if not self.written or (self.rng.random() < LARGE_PUT_P and budget >= 0):
+            self.put_large(client)
+            return
+        key, length = self.rng.choice(self.written)
+        if self.rng.random() < LARGE_WHOLE_READ_P:
+            self.read_whole(client, key)
+        else:
+            self.read_range(client, key, length)
+        self.stop_event.wait(LARGE_READ_PAUSE_S)
+
+    def put_large(self, client: cairn.Client) -> None:
+        self.seq += 1
+        key = f"large/{self.name}/{self.seq:06d}"
+        value = LargeValue.create(key, self.name, self.seq, self.rng.randint(*LARGE_SIZE),
+                                  self.rng.randrange(2**63))
+        path = os.path.join(self.tmp, "put")
+        with open(path, "wb") as f:
+            for chunk in value.chunks():
+                f.write(chunk)
+        self.written.append((key, len(value)))
+        self.put_bytes += len(value)
+        op = self.history.invoke(self.name, "put", key, value=value.description())
+        try:
+            info = client.upload(BUCKET, key, path)
+        except Exception as exc:
+            outcome, error = outcome_of(exc)
+            self.history.complete(op, outcome, error=error)
+        else:
+            self.history.complete(op, OK, version=str(info.version))
+        finally:
+            os.unlink(path)
+
+    def read_whole(self, client: cairn.Client, key: str) -> None:
+        """A streamed download of the whole value to a file, described in pieces."""
+        path = os.path.join(self.tmp, "get")
+        op = self.history.invoke(self.name, "get", key)
+        try:
+            info = client.download(BUCKET, key, path)
+            with open(path, "rb") as f:
+                described = describe_chunks(iter(lambda: f.read(MiB), b""))
+        except cairn.NotFound:
+            self.history.complete(op, OK, found=False)
+        except Exception as exc:
+            outcome, error = outcome_of(exc)
+            self.history.complete(op, outcome, error=error)
+        else:
+            self.history.complete(op, OK, found=True, value=described,
+                                  version=str(info.version))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def read_range(self, client: cairn.Client, key: str, length: int) -> None:
+        """``[start, end)`` of the value: ``end`` None (to the end) or past the size
+        (clamped) now and then; by ``get_bytes`` (no version comes back) or by
+        ``download`` into memory (with the version)."""
+        start = self.rng.randrange(length)
+        r = self.rng.random()
+        end: int | None
+        if r < 0.1:
+            end = None
+        elif r < 0.2:
+            end = length + self.rng.randint(1, 4096)
+        else:
+            end = start + self.rng.randint(1, min(LARGE_RANGE_MAX, length - start))
+        api = "get_bytes" if self.rng.random() < 0.5 else "download"
+        op = self.history.invoke(self.name, "get-range", key, start=start, end=end, api=api)
+        try:
+            version = None
+            if api == "get_bytes":
+                data = client.get_bytes(BUCKET, key, start=start, end=end)
+            else:
+                sink = io.BytesIO()
+                info = client.download(BUCKET, key, sink, start=start, end=end)
+                data, version = sink.getvalue(), str(info.version)
+        except cairn.NotFound:
+            self.history.complete(op, OK, found=False)
+        except Exception as exc:
+            outcome, error = outcome_of(exc)
+            self.history.complete(op, outcome, error=error)
+        else:
+            self.history.complete(op, OK, found=True, value=describe_range(start, data),
+                                  **({"version": version} if version else {}))
