@@ -15,6 +15,7 @@ that version to the replicas that answered with an older one (read repair).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,15 @@ STRAGGLER_WAIT_S: Final = 0.25
 BUCKET_DELETE_ATTEMPTS: Final = 3
 HEDGE_S: Final = 0.2  # a read asks one more replica when the first ones are this slow
 READ_RACE_RETRIES: Final = 3  # reads that lost a race with a newer write start over
+
+
+class Pushed(enum.IntEnum):
+    """What ``Coordinator.push`` achieved; false only when the target does not hold the
+    version (so ``if await push(...)`` asks "does it hold it now?")."""
+
+    FAILED = 0  # no source could be read or the target could not be written
+    COPIED = 1  # the target stored the copy sent
+    HELD = 2  # the target refused the copy: it held a newer version already
 
 
 @dataclass(frozen=True, slots=True)
@@ -771,16 +781,16 @@ class Coordinator:
                              newest.key, node, exc)
 
     async def push(self, node: NodeId, bucket: str, key: bytes, info: ObjectInfo | None = None,
-                   holders: list[NodeId] | None = None) -> bool:
-        """Send the newest copy this node can find of (bucket, key) to ``node``.
-
-        Returns True once ``node`` holds that version (or a newer one).
-        """
+                   holders: list[NodeId] | None = None) -> Pushed:
+        """Send the newest copy this node can find of (bucket, key) to ``node``: COPIED
+        if ``node`` took it, HELD if it held a newer version already, FAILED if no
+        source could be read or ``node`` could not be written. (A target that held that
+        very version answers "applied" on the replica protocol, so it counts as COPIED.)"""
         if info is None:
             info = await self._local_head(bucket, key)
             holders = [self.node_id]
             if info is None:
-                return False
+                return Pushed.FAILED
         w = ReplicaWrite(bucket, key, info.version, info.partition, info.deleted, info.codec,
                          info.metadata, info.size, info.checksum)
         if node == self.node_id:
@@ -789,8 +799,7 @@ class Coordinator:
             assert self.peers is not None
             send = self._peer_write_any
         if info.deleted:
-            await send(node, w, b"", None)
-            return True
+            return _pushed(await send(node, w, b"", None))
         for source in holders or [self.node_id]:
             if source == node:
                 continue
@@ -802,15 +811,15 @@ class Coordinator:
                     data = b"".join([c async for c in result.chunks])
                     if fmt.crc32c(data) != info.checksum:
                         raise IntegrityError(f"copy from node {source} failed its checksum")
-                    await send(node, w, data, None)
+                    ack = await send(node, w, data, None)
                 else:
-                    await send(node, w, None, result.chunks)
+                    ack = await send(node, w, None, result.chunks)
             except (IntegrityError, Unavailable) as exc:
                 # A bad or unreachable source is never used: try the next holder.
                 log.info("copy of %s/%r from node %s failed: %s", bucket, key, source, exc)
                 continue
-            return True
-        return False
+            return _pushed(ack)
+        return Pushed.FAILED
 
     async def repair_copy(self, bucket: str, key: bytes) -> str:
         """Replace this node's damaged copy of (bucket, key) with a verified copy of the
@@ -975,6 +984,10 @@ def _ack_of(applied: bool, stored: Version, sent: Version) -> ReplicaAck:
     if stored > sent:
         return ReplicaAck(False, stored)
     return ReplicaAck(False)  # pragma: no cover - a stale write always leaves newer data
+
+
+def _pushed(ack: ReplicaAck) -> Pushed:
+    return Pushed.COPIED if ack.applied else Pushed.HELD
 
 
 def _info_of(w: ReplicaWrite) -> ObjectInfo:

@@ -21,7 +21,7 @@ from typing import Any, Final
 from cairn.cluster.ids import NodeId
 from cairn.cluster.placement import replicas
 from cairn.errors import CairnError
-from cairn.node.coordinator import Coordinator
+from cairn.node.coordinator import Coordinator, Pushed
 from cairn.node.storage.digest import Digest
 from cairn.node.storage.reader import ObjectInfo
 
@@ -251,7 +251,7 @@ class AntiEntropy(Worker):
             except CairnError as exc:
                 result.errors.append(f"{info.bucket}/{info.key!r}: {exc}")
                 return
-            if not done:
+            if done is not Pushed.COPIED:  # failed, or the target had it meanwhile
                 return
             if pull:
                 result.pulled += 1

@@ -662,8 +662,11 @@ class Disk:
                 raise err from exc
             seg.end += len(record)
             self._unsynced[seg.segment_id] = seg
-            entry = replace(entry, segment_id=seg.segment_id, offset=offset,
-                            record_len=len(record))
+            # Positional, not dataclasses.replace: this runs once per write, on the loop.
+            entry = fmt.IndexEntry(entry.version, entry.flags, entry.partition,
+                                   entry.checksum, seg.segment_id, offset, len(record),
+                                   entry.value_len, entry.block_size, entry.stored_ms,
+                                   entry.meta, entry.inline)
             self._queue.append(_Pending(okey, entry, future, move_from))
             self._cond.notify_all()
         return future
