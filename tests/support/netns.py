@@ -156,8 +156,15 @@ class _Lock:
         self.fd: int | None = None
 
     def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        for _ in range(10):  # another run may remove the empty directory meanwhile
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # The holder before us may have unlinked the file after we opened it.
@@ -176,6 +183,8 @@ class _Lock:
                 self.path.unlink()
             os.close(self.fd)
             self.fd = None
+            with contextlib.suppress(OSError):  # only if no other run holds a lock
+                self.path.parent.rmdir()
 
 
 def remove_stale() -> list[str]:
