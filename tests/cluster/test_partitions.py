@@ -10,6 +10,7 @@ put made after it on the majority side wins, and every acknowledged put reads ba
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -169,6 +170,19 @@ def quorum_value(c: Cluster, via: int, key: bytes) -> bytes | None:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return None
         raise
+
+
+def test_node_pid_is_its_python_in_its_namespace_and_our_mounts(cluster):
+    """The nemesis signals ``proc.pid``: it must be the node's python itself (nsenter
+    execs), in the node's network namespace but in our mount namespace (so disks
+    mounted or unmounted later are the node's too)."""
+    for node, proc in cluster.procs.items():
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            cmdline = f.read().split(b"\0")
+        assert cmdline[1:3] == [b"-m", b"cairn.node"], cmdline
+        ns = cluster.net.nodes[node].namespace
+        assert os.stat(f"/proc/{proc.pid}/ns/net").st_ino == os.stat(f"/run/netns/{ns}").st_ino
+        assert os.readlink(f"/proc/{proc.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
 
 
 def test_isolated_node_refuses_what_it_coordinates_majority_goes_on(cluster):
