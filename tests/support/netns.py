@@ -228,6 +228,17 @@ def _subnet_in_use(subnet: ipaddress.IPv4Network) -> bool:
     return False
 
 
+def _bypass_proxies() -> None:
+    """gRPC sends calls to any address but loopback through ``grpc_proxy``/``https_proxy``/
+    ``http_proxy`` when one is set; the test subnet must never leave this machine."""
+    if not any(os.environ.get(v) for v in ("grpc_proxy", "https_proxy", "http_proxy")):
+        return
+    current = os.environ.get("no_grpc_proxy") or os.environ.get("no_proxy") or ""  # noqa: SIM112
+    if str(SUPERNET) not in current.split(","):
+        os.environ["no_grpc_proxy"] = ",".join(  # noqa: SIM112 (gRPC reads lower case)
+            p for p in (current, str(SUPERNET)) if p)
+
+
 class Network:
     """A bridge and one namespace per node, for one run; see the module docstring."""
 
@@ -247,6 +258,7 @@ class Network:
         if why:
             raise RuntimeError(why)
         remove_stale()
+        _bypass_proxies()
         try:
             self._allocate()
             self._build()
