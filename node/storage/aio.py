@@ -1,6 +1,7 @@
 """The one adapter between the event loop and the synchronous engine (STYLE 2.5).
 
-It owns a bounded thread pool for reads and large writes. A small write is appended on
+It owns a bounded thread pool for reads of bytes and large writes. Index lookups
+(``head``) run on the loop. A small write is appended on
 the event loop itself (a ``write`` of a few KiB to the page cache and one LMDB lookup:
 microseconds, cheaper than two thread hand-offs) and then waits on the group commit's
 future without holding a thread. Committed writes come back to the loop in one wake-up
@@ -182,7 +183,9 @@ class AsyncEngine:
 
     async def head(self, bucket: str, key: bytes, *, include_deleted: bool = False
                    ) -> ObjectInfo:
-        return await self._run(self.engine.head, bucket, key, include_deleted=include_deleted)
+        # On the loop: one LMDB lookup in mapped memory, no file read; two thread
+        # hand-offs would cost more than the lookup (a quorum read asks every replica).
+        return self.engine.head(bucket, key, include_deleted=include_deleted)
 
     async def get(self, bucket: str, key: bytes, *, start: int | None = None,
                   end: int | None = None) -> ObjectReader:
