@@ -540,7 +540,13 @@ class Disk:
                 self.fs.fsync(fd)
                 self.stats.torn_bytes_cut += size - st.committed_end
             elif size < st.committed_end:
-                log.error("segment %s is shorter than its committed end: bytes were lost", path)
+                # Truncated behind our back (chaos fault ``truncate``). Appending at the
+                # short end would put new records where index entries still point: seal
+                # it, so new records go to a new file (the lost ones read as damaged).
+                log.error("segment %s is shorter than its committed end: bytes were lost; "
+                          "sealed", path)
+                st.sealed = True
+                self._dirty.add(st.segment_id)
         finally:
             self.fs.close(fd)
 

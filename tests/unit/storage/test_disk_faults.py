@@ -3,6 +3,7 @@ each named after the fault that found it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -130,3 +131,30 @@ def test_lmdb_flip_corrupt_index_entry_is_never_served_and_is_repaired(make_engi
     assert engine.get("app", b"k-05").read() == b"value-05" * 10
     assert engine.partition_digest(3, 8).entries == 20
     assert engine.scrub()[0].damaged == []
+
+
+def test_truncate_then_restart_appends_to_a_new_segment(make_engine, tmp_path):
+    """The open log segment truncated under the node, then a restart: the engine went
+    on appending at the short end, below ``committed_end``, where index entries of lost
+    records still pointed. It must seal the short segment and append to a new one."""
+    engine = make_engine(segment_max_bytes=1 << 20)
+    _fill(engine)
+    first = engine.disks[0].lookup(fmt.object_key(b"app", b"k-00"))
+    last = engine.disks[0].lookup(fmt.object_key(b"app", b"k-19"))
+    engine.close()
+    seg = tmp_path / "disk-0" / "segments" / f"{last.segment_id:016x}.seg"
+    os.truncate(seg, last.offset + 10)  # k-19 is cut, the others stay whole
+    engine = make_engine(segment_max_bytes=1 << 20)
+    engine.put("app", b"new", b"fresh", version=V, partition=3)
+    new_entry = engine.disks[0].lookup(fmt.object_key(b"app", b"new"))
+    assert new_entry.segment_id != last.segment_id
+    with pytest.raises(IntegrityError):
+        engine.get("app", b"k-19").read()
+    assert engine.get("app", b"k-00").read() == b"value-00" * 10
+    assert first.segment_id == last.segment_id
+    engine.close()
+    engine = make_engine(segment_max_bytes=1 << 20)  # the seal was made durable
+    assert engine.get("app", b"new").read() == b"fresh"
+    engine.put("app", b"newer", b"x", version=V, partition=3)
+    assert engine.disks[0].lookup(fmt.object_key(b"app", b"newer")).segment_id != \
+        last.segment_id
