@@ -18,6 +18,9 @@ writes, to inject the disk faults that cannot be caused from outside the process
     a power cut, now: every later file call blocks, every byte written after its
     file's last fsync is dropped (``FaultyFileSystem.lose_unsynced``), then the process
     kills itself with SIGKILL.
+``{"power_loss": "at_sync"}``
+    the same power cut, at the moment the next fsync of a segment file starts: the
+    writes it was for, appended but not yet durable, are lost with it.
 
 A missing or empty file means no fault. The file is replaced atomically (write a temp
 file, rename); the thread looks at its ``stat`` every ``POLL_S`` and reads it only when
@@ -65,6 +68,7 @@ class FaultControl(threading.Thread):
         self._seen: tuple[int, int, int] | None = None
         self._fsync_faults: list[Fault] = []
         self._torn_armed = False
+        self._loss_armed = False
 
     def run(self) -> None:
         while not self._stop_event.wait(POLL_S):
@@ -106,12 +110,18 @@ class FaultControl(threading.Thread):
         unknown = sorted(set(wanted) - KNOWN_KEYS)
         if unknown:
             log.error("fault layer: unknown keys %s ignored", unknown)
-        if wanted.get("power_loss"):
-            self.fs.halt()
-            lost = self.fs.lose_unsynced()
-            _die(f"power loss: unsynced bytes of {len(lost)} files dropped "
-                 f"({[os.path.basename(p) for p in lost]})")
+        loss = wanted.get("power_loss")
+        if loss == "at_sync" and not self._loss_armed:
+            self.fs.on_call = self._cut_at_sync
+            self._loss_armed = True
+            log.warning("fault layer: the power goes at the next segment fsync")
+        elif loss and loss != "at_sync":
+            self._power_loss("now")
             return  # only without SIGKILL (never)
+        elif not loss and self._loss_armed:
+            self.fs.on_call = None
+            self._loss_armed = False
+            log.warning("fault layer: power loss disarmed")
         if wanted.get("fsync_eio") and not self._fsync_faults:
             self._fsync_faults = [self.fs.inject(Fault(op, errno.EIO, times=-1))
                                   for op in ("fsync", "fsync_dir")]
@@ -133,6 +143,17 @@ class FaultControl(threading.Thread):
             self.fs.tear_next_write(None)
             self._torn_armed = False
             log.warning("fault layer: torn write disarmed")
+
+
+    def _cut_at_sync(self, op: str, path: str) -> None:
+        if op == "fsync" and SEGMENT_PATH_PART in path:
+            self._power_loss(f"at the fsync of {os.path.basename(path)}")
+
+    def _power_loss(self, when: str) -> None:
+        self.fs.halt()
+        lost = self.fs.lose_unsynced()
+        _die(f"power loss {when}: unsynced bytes of {len(lost)} files dropped "
+             f"({[os.path.basename(p) for p in lost]})")
 
 
 def file_system(fault_control: str | None) -> tuple[FileSystem, FaultControl | None]:

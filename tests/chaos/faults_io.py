@@ -18,7 +18,8 @@ Kinds (each injected on one node, held, healed; one fault at a time):
   part of one: ``TORN_KEEP_BYTES``), then the node SIGKILLs itself. Heal: restart it;
   recovery must cut the torn tail.
 - ``powerloss``: the node drops every byte written after its files' last fsync and
-  SIGKILLs itself, at once. Heal: restart it.
+  SIGKILLs itself: at once, or (half the time, ``at_sync``) when its next segment fsync
+  starts, so the writes that fsync was for are lost. Heal: restart it.
 """
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ def inject_torn(nem: Nemesis, node: int, record: dict[str, Any]):
 
 def inject_powerloss(nem: Nemesis, node: int, record: dict[str, Any]):
     path = control_path(nem.cluster, node)
-    write_control(path, power_loss=True)
+    mode = nem.rng.choice(("now", "at_sync"))
+    record["mode"] = mode
+    write_control(path, power_loss=True if mode == "now" else mode)
     if not _wait_dead(nem, node, DIE_TIMEOUT_S):
         write_control(path)
         raise TimeoutError(f"node {node} did not cut its power within {DIE_TIMEOUT_S} s")

@@ -93,7 +93,8 @@ def one(tmp_path):
         n.close()
 
 
-def test_power_loss_keeps_every_acknowledged_write(one):
+@pytest.mark.parametrize("when", [True, "at_sync"], ids=["now", "at-sync"])
+def test_power_loss_keeps_every_acknowledged_write(one, when):
     stop = threading.Event()
 
     def write() -> None:  # writes in flight when the power goes
@@ -108,11 +109,14 @@ def test_power_loss_keeps_every_acknowledged_write(one):
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     time.sleep(0.5)
-    control(one.path, power_loss=True)
+    control(one.path, power_loss=when)
     wait_dead(one.node)
     stop.set()
     writer.join(20)
-    assert any(e.startswith("fault layer: power loss") for e in events(one.node))
+    said = [e for e in events(one.node) if e.startswith("fault layer: power loss")]
+    assert said, events(one.node)[-5:]
+    if when == "at_sync":  # the writes that fsync was for were lost with it
+        assert "of 0 files" not in said[-1], said
     control(one.path)
     one.start()
     one.check(gone=[])
