@@ -221,3 +221,25 @@ class History:
 def load(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+class Tail:
+    """A history file read incrementally: ``entries`` holds every line so far, and
+    ``update`` parses only what was appended since the last call (a long run reads its
+    history after every round; parsing it whole each time would grow quadratically)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: list[dict[str, Any]] = []
+        self._offset = 0
+
+    def update(self) -> list[dict[str, Any]]:
+        """Parse the complete lines appended since the last call; returns them."""
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written waits
+        self._offset += len(complete)
+        new = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        self.entries += new
+        return new

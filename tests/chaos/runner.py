@@ -14,6 +14,7 @@ process reaped; the history file is kept when the run fails (or when asked for).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import shutil
@@ -37,7 +38,7 @@ from cairn.cluster.placement import placement
 from tests.support.cluster import Cluster
 
 from . import checker
-from .history import History, describe, load
+from .history import History, Tail, describe
 from .nemesis import HEAL_TIMEOUT_S, SETUPS, Nemesis, available_kinds
 from .workload import (
     BUCKET,
@@ -66,6 +67,7 @@ CONVERGE_TIMEOUT_S = 60.0  # after repair, replicas must be identical within thi
 READ_THREADS = 4
 PARTITIONS = 64
 OLDER_KEYS_SAMPLE = 300  # keys of earlier rounds read again after each round
+BYTES_SAMPLE = 20_000  # after the last round: keys whose replicas' bytes are compared
 JOIN_TIMEOUT_S = max(CLIENT_TIMEOUT_S * 4, LARGE_TIMEOUT_S * 2)
 
 
@@ -122,11 +124,14 @@ def differing(cluster: Cluster, key: str) -> dict[int, Any] | None:
     return seen if bad or len(set(seen.values())) != 1 else None
 
 
-def converge(cluster: Cluster, keys: list[str], timeout_s: float
+def converge(cluster: Cluster, keys: list[str], timeout_s: float,
+             bytes_sample: random.Random | None = None
              ) -> tuple[float, list[checker.Violation], dict[str, Any]]:
     """Wait until every replica of every key holds the same version, then compare the
-    bytes each replica serves. Returns the seconds it took, what never converged, and
-    the keys that differed at the first look (for the history: repair had just run)."""
+    bytes each replica serves (with ``bytes_sample``, of at most ``BYTES_SAMPLE`` keys
+    drawn with it: the end of a long run holds too many keys to read each three times).
+    Returns the seconds it took, what never converged, and the keys that differed at
+    the first look (for the history: repair had just run)."""
     started = time.monotonic()
     pending: dict[str, Any] = dict.fromkeys(keys)
     first: dict[str, Any] | None = None
@@ -144,6 +149,8 @@ def converge(cluster: Cluster, keys: list[str], timeout_s: float
         violations = [checker.Violation("replicas-differ", k, f"after {took:.1f} s: {s}")
                       for k, s in pending.items()]
         agreed = [k for k in keys if k not in pending]
+        if bytes_sample is not None and len(agreed) > BYTES_SAMPLE:
+            agreed = bytes_sample.sample(agreed, BYTES_SAMPLE)
         violations += [v for v in pool.map(lambda k: compare_bytes(cluster, k), agreed) if v]
     return took, violations, first or {}
 
@@ -222,12 +229,13 @@ def run_round(cluster: Cluster, history: History, rng: random.Random, kinds: lis
             raise HarnessError(f"node {node} is not running after the round")
 
 
-def keys_to_read(path: Path, round_no: int, last: bool, rng: random.Random) -> list[str]:
+def keys_to_read(entries: list[dict[str, Any]], round_no: int, last: bool,
+                 rng: random.Random) -> list[str]:
     """Every key after the last round; after the others, the keys this round touched and
     a sample of the older ones (a wipe or a flip may have hit any of them)."""
     touched: set[str] = set()
     older: set[str] = set()
-    for e in load(path):
+    for e in entries:
         if e["type"] == "invoke" and e["process"] != "final":
             mine = e["process"].startswith(f"r{round_no}-")
             (touched if mine else older).add(e["key"])
@@ -250,6 +258,7 @@ def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None 
     path = history_path or Path(tempfile.gettempdir()) / f"cairn-chaos-{seed}-{work.name}.jsonl"
     path.unlink(missing_ok=True)
     history = History(path)
+    tail = Tail(path)
     result = RunResult(seed, path)
     history.mark(seed=seed, rounds=rounds, round_seconds=round_seconds)
     cluster = Cluster(work / "cluster", nodes=NODES, env=dict.fromkeys(range(1, NODES + 1),
@@ -278,18 +287,27 @@ def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None 
         with cairn.Client(seeds, timeout=30) as c:
             c.create_bucket(BUCKET)
         for round_no in range(rounds):
+            last = round_no == rounds - 1
+            round_started = time.monotonic()
             run_round(cluster, history, rng, kinds, round_no, round_seconds, result)
             history.mark(round=round_no, phase="repair")
             repair_all(cluster)
-            keys = keys_to_read(path, round_no, last=round_no == rounds - 1, rng=rng)
+            tail.update()
+            keys = keys_to_read(tail.entries, round_no, last=last, rng=rng)
             history.mark(round=round_no, phase="final-reads", keys=len(keys))
             read_all(seeds, history, keys)
-            took, diverged, first = converge(cluster, keys, CONVERGE_TIMEOUT_S)
+            took, diverged, first = converge(
+                cluster, keys, CONVERGE_TIMEOUT_S,
+                bytes_sample=random.Random(rng.randrange(2**63)) if last else None)
             result.converge_s.append(took)
             history.mark(round=round_no, phase="checked", converge_s=round(took, 2),
                          differed_after_repair=len(first),
                          sample={k: str(v) for k, v in list(first.items())[:5]})
-            result.report = checker.check(load(path))
+            tail.update()
+            # Each round checks its own reads against the whole history; the last one
+            # checks every read of the run again.
+            result.report = checker.check(tail.entries,
+                                          reads_from=-math.inf if last else round_started)
             result.report.violations += diverged
             result.rounds_done = round_no + 1
             log(f"round {round_no}: {result.report.summary()}; {len(first)} of {len(keys)} "
@@ -300,7 +318,8 @@ def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None 
     except (HarnessError, TimeoutError, grpc.RpcError, cairn.CairnError,
             RuntimeError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-        result.report = checker.check(load(path))
+        tail.update()
+        result.report = checker.check(tail.entries)
     finally:
         for proc in cluster.procs.values():
             if proc.proc is not None and proc.proc.poll() is None:

@@ -251,3 +251,34 @@ def test_a_range_read_older_than_an_acknowledged_write_is_a_lost_write():
     large_put(s, "big", 3, 4, "200.0.1", seq=2)
     range_get(s, "big", 5, 6, (0, 500), whole(v1)[:500], version="100.0.1")
     assert s.kinds() == ["lost-write"]
+
+
+def test_reads_from_checks_only_later_reads_against_the_whole_history():
+    s = Script().put("k", 1, 2, "100.0.1", seq=1).put("k", 3, 4, "200.0.1", seq=2)
+    s.get("k", 5, 6, seq=1, version="100.0.1")  # a lost write, read before t = 10
+    s.get("k", 11, 12, seq=1, version="100.0.1")  # the same, read after
+    assert len(checker.check(s.entries).violations) == 2
+    later = checker.check(s.entries, reads_from=10)
+    assert [v.kind for v in later.violations] == ["lost-write"]
+    assert later.ops["get ok"] == 2  # the counts still cover every entry
+
+
+def test_tail_parses_only_what_was_appended(tmp_path):
+    from tests.chaos.history import History, Tail
+
+    path = tmp_path / "h.jsonl"
+    history = History(path)
+    tail = Tail(path)
+    history.mark(n=1)
+    history.mark(n=2)
+    assert [e["n"] for e in tail.update()] == [1, 2]
+    assert tail.update() == []
+    history.mark(n=3)
+    with path.open("a") as f:
+        f.write('{"type": "mark", "n": 4')  # a line still being written
+    assert [e["n"] for e in tail.update()] == [3]
+    with path.open("a") as f:
+        f.write("}\n")
+    assert [e["n"] for e in tail.update()] == [4]
+    assert [e["n"] for e in tail.entries] == [1, 2, 3, 4]
+    history.close()
