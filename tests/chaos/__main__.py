@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the nodes' data directories (for debugging)")
     parser.add_argument("--kinds", default=None,
                         help="only these fault kinds, comma-separated (default: all)")
+    parser.add_argument("--concurrent-faults", type=int, default=1,
+                        help="faults in force at once, each on its own node (default 1)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(f"chaos seed {seed}: {args.rounds} rounds of {args.round_seconds:g} s", flush=True)
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     only = args.kinds.split(",") if args.kinds else None
     result = run(args.rounds, seed, args.round_seconds, args.history, args.keep_data,
-                 log=lambda line: print(line, flush=True), only=only)
+                 log=lambda line: print(line, flush=True), only=only,
+                 nemeses=args.concurrent_faults)
     print(result.summary())
     if not result.ok:
         print(result.failure(), file=sys.stderr)

@@ -2,6 +2,8 @@
 
 Each fault is injected on one node, held for a while, then healed; the next fault starts
 only after the previous one was healed, so at most one node is ever down or damaged.
+A run may ask for several nemeses at once (``--concurrent-faults``): each then damages a
+node no other one holds, so that many faults overlap.
 Every choice (which fault, which node, how long, which bytes) comes from one seeded
 ``random.Random``, so a seed replays the same schedule; the instants at which faults
 land relative to client calls depend on timing and are not replayed exactly.
@@ -75,6 +77,7 @@ GAP_S = (1.0, 3.0)  # quiet time between a heal and the next fault
 SKEW_MS = (60_000, 600_000)  # 1 to 10 minutes, ahead or behind
 FLIPS = (1, 8)  # bytes flipped per flip fault
 HEAL_TIMEOUT_S = 60.0
+_BUSY_LOCK = threading.Lock()
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = HEAL_TIMEOUT_S) -> None:
@@ -94,8 +97,9 @@ class Nemesis(threading.Thread):
     """Injects faults until ``stop`` is set, then heals the one in force and returns."""
 
     def __init__(self, cluster: Cluster, history: History, rng: random.Random,
-                 stop: threading.Event, kinds: list[str]) -> None:
-        super().__init__(name="nemesis", daemon=True)
+                 stop: threading.Event, kinds: list[str], busy: set[int] | None = None,
+                 name: str = "nemesis") -> None:
+        super().__init__(name=name, daemon=True)
         self.cluster = cluster
         self.history = history
         self.rng = rng
@@ -104,6 +108,9 @@ class Nemesis(threading.Thread):
         self.faults: list[dict[str, Any]] = []  # every fault injected, as recorded
         self.crashed: BaseException | None = None
         self.paused: set[int] = set()  # nodes SIGSTOPped right now (for cleanup)
+        # Nodes some nemesis is damaging right now, shared by the nemeses of a run with
+        # several faults at a time: each picks a node no other one holds.
+        self.busy = busy if busy is not None else set()
 
     def run(self) -> None:
         try:
@@ -116,7 +123,17 @@ class Nemesis(threading.Thread):
             self.crashed = exc
 
     def one_fault(self, kind: str) -> None:
-        node = self.rng.randint(1, len(self.cluster.procs))
+        with _BUSY_LOCK:
+            free = [n for n in sorted(self.cluster.procs) if n not in self.busy]
+            node = self.rng.choice(free)
+            self.busy.add(node)
+        try:
+            self._fault_on(kind, node)
+        finally:
+            with _BUSY_LOCK:
+                self.busy.discard(node)
+
+    def _fault_on(self, kind: str, node: int) -> None:
         hold_s = self.rng.uniform(*HOLD_S)
         record: dict[str, Any] = {"fault": kind, "node": node, "hold_s": round(hold_s, 2)}
         inject = INJECTORS.get(kind) or getattr(type(self), f"inject_{kind}")

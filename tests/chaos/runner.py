@@ -188,8 +188,10 @@ def read_all(seeds: list[str], history: History, keys: list[str]) -> None:
 
 
 def run_round(cluster: Cluster, history: History, rng: random.Random, kinds: list[str],
-              round_no: int, round_seconds: float, result: RunResult) -> None:
-    """One round of load and faults, ended with the fault in force healed."""
+              round_no: int, round_seconds: float, result: RunResult, nemeses: int = 1
+              ) -> None:
+    """One round of load and faults (``nemeses`` at a time, each on its own node), ended
+    with every fault in force healed."""
     seeds = [p.address for p in cluster.procs.values()]
     stop = threading.Event()
     history.mark(round=round_no, phase="load")
@@ -202,24 +204,31 @@ def run_round(cluster: Cluster, history: History, rng: random.Random, kinds: lis
     workers += [LargeWorker(f"r{round_no}-large{i}", seeds, history,
                             random.Random(rng.randrange(2**63)), stop)
                 for i in range(LARGE_WORKERS)]
-    # Each round starts the cycle of fault kinds where the last one stopped.
-    offset = round_no * 2 % len(kinds)
-    nemesis = Nemesis(cluster, history, random.Random(rng.randrange(2**63)), stop,
-                      kinds[offset:] + kinds[:offset])
-    for t in [*workers, nemesis]:
+    # Each round starts the cycle of fault kinds where the last one stopped; a second
+    # nemesis starts half a cycle further on.
+    busy: set[int] = set()
+    team = []
+    for i in range(nemeses):
+        offset = (round_no * 2 + i * len(kinds) // max(nemeses, 1)) % len(kinds)
+        team.append(Nemesis(cluster, history, random.Random(rng.randrange(2**63)), stop,
+                            kinds[offset:] + kinds[:offset], busy, name=f"nemesis{i}"))
+    for t in [*workers, *team]:
         t.start()
     try:
         stop.wait(round_seconds)
     finally:
         stop.set()
-        nemesis.join(HEAL_TIMEOUT_S * 3)
+        for nemesis in team:
+            nemesis.join(HEAL_TIMEOUT_S * 3)
         for w in workers:
             w.join(JOIN_TIMEOUT_S)
-        result.faults += nemesis.faults
-        for node in list(nemesis.paused):  # the heal never ran: do not leave it frozen
-            os.kill(cluster.procs[node].pid, signal.SIGCONT)
-    if nemesis.is_alive() or nemesis.crashed:
-        raise HarnessError(f"the nemesis failed: {nemesis.crashed!r}")
+        for nemesis in team:
+            result.faults += nemesis.faults
+            for node in list(nemesis.paused):  # the heal never ran: do not leave it frozen
+                os.kill(cluster.procs[node].pid, signal.SIGCONT)
+    for nemesis in team:
+        if nemesis.is_alive() or nemesis.crashed:
+            raise HarnessError(f"{nemesis.name} failed: {nemesis.crashed!r}")
     stuck = [w.name for w in workers if w.is_alive()]
     crashed = [f"{w.name}: {w.crashed!r}" for w in workers if w.crashed]
     if stuck or crashed:
@@ -247,10 +256,11 @@ def keys_to_read(entries: list[dict[str, Any]], round_no: int, last: bool,
 
 
 def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None = None,
-        keep_data: bool = False, log: Any = print, only: list[str] | None = None
-        ) -> RunResult:
-    """Run ``rounds`` rounds with ``seed``; never raises for a cairn violation (see
-    ``RunResult.ok``), always reaps the cluster and removes its data."""
+        keep_data: bool = False, log: Any = print, only: list[str] | None = None,
+        nemeses: int = 1) -> RunResult:
+    """Run ``rounds`` rounds with ``seed`` and ``nemeses`` faults at a time; never
+    raises for a cairn violation (see ``RunResult.ok``), always reaps the cluster and
+    removes its data."""
     started = time.monotonic()
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix=f"cairn-chaos-{seed}-"))
@@ -289,7 +299,7 @@ def run(rounds: int, seed: int, round_seconds: float, history_path: Path | None 
         for round_no in range(rounds):
             last = round_no == rounds - 1
             round_started = time.monotonic()
-            run_round(cluster, history, rng, kinds, round_no, round_seconds, result)
+            run_round(cluster, history, rng, kinds, round_no, round_seconds, result, nemeses)
             history.mark(round=round_no, phase="repair")
             repair_all(cluster)
             tail.update()

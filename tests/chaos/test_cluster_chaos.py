@@ -32,3 +32,20 @@ def test_nothing_acknowledged_is_lost_under_node_and_disk_faults(tmp_path):
     assert result.rounds_done == CI_ROUNDS
     assert len(result.faults) >= CI_ROUNDS, "the nemesis injected too little"
     assert result.report.ops["put ok"] > 0 and result.report.ops["delete ok"] > 0
+
+
+CI_OVERLAP_ROUNDS = 2
+CI_OVERLAP_ROUND_SECONDS = 12.0
+
+
+def test_nothing_acknowledged_is_lost_under_two_overlapping_faults(tmp_path):
+    """Two nemeses at once, each on its own node (with N = 3 a partition whose two
+    replicas are both hit has no write quorum: writes fail, none acknowledged is lost)."""
+    seed = int(os.environ.get("CAIRN_CHAOS_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"chaos seed: {seed} (replay with CAIRN_CHAOS_SEED={seed})")
+    result = run(CI_OVERLAP_ROUNDS, seed, CI_OVERLAP_ROUND_SECONDS,
+                 tmp_path / "history.jsonl", nemeses=2)
+    print(result.summary())
+    assert result.ok, result.failure()
+    assert result.rounds_done == CI_OVERLAP_ROUNDS
+    assert len(result.faults) >= 2, "the nemeses injected too little"
