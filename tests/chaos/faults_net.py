@@ -53,27 +53,44 @@ def _network(n: Nemesis) -> netns.Network:
     return net
 
 
-def _recorded(net: netns.Network, record: dict[str, Any]) -> Callable[[], None]:
-    record["cut"] = [[node, sorted({s for s, _ in srcs}), sorted({m for _, m in srcs})[0]]
-                     for node, srcs in sorted(net.blocked.items())]
-    return net.heal
+def _recorded(net: netns.Network, blocks: list[netns.Block], record: dict[str, Any]
+              ) -> Callable[[], None]:
+    cut: dict[int, tuple[set[int], str]] = {}
+    for b in blocks:
+        cut.setdefault(b.node, (set(), b.mode))[0].add(b.source)
+    record["cut"] = [[node, sorted(srcs), mode] for node, (srcs, mode) in sorted(cut.items())]
+    # Only this fault's rules: with several nemeses, partitions overlap.
+    return lambda: net.heal(blocks)
 
 
 def inject_one(n: Nemesis, node: int, record: dict[str, Any]) -> Callable[[], None]:
     net = _network(n)
     others = [i for i in sorted(n.cluster.procs) if i != node]
-    net.cut([node], others)
     record["isolated"] = [node]
-    return _recorded(net, record)
+    return _recorded(net, net.cut([node], others), record)
 
 
 def inject_minority(n: Nemesis, node: int, record: dict[str, Any]) -> Callable[[], None]:
     net = _network(n)
     nodes = sorted(n.cluster.procs)
-    minority = sorted([node, n.rng.choice([i for i in nodes if i != node])])
-    net.cut(minority, [i for i in nodes if i not in minority])
+    with nemesis._BUSY_LOCK:  # the second node too is this nemesis's while cut
+        free = [i for i in nodes if i != node and i not in n.busy]
+        second = n.rng.choice(free or [i for i in nodes if i != node])
+        taken = bool(free)
+        if taken:
+            n.busy.add(second)
+    minority = sorted([node, second])
     record["isolated"] = minority
-    return _recorded(net, record)
+    heal = _recorded(net, net.cut(minority, [i for i in nodes if i not in minority]), record)
+
+    def heal_and_free() -> None:
+        try:
+            heal()
+        finally:
+            if taken:
+                with nemesis._BUSY_LOCK:
+                    n.busy.discard(second)
+    return heal_and_free
 
 
 def inject_oneway(n: Nemesis, node: int, record: dict[str, Any]) -> Callable[[], None]:
@@ -81,9 +98,8 @@ def inject_oneway(n: Nemesis, node: int, record: dict[str, Any]) -> Callable[[],
     others = [i for i in sorted(n.cluster.procs) if i != node]
     senders = others if n.rng.random() < 0.5 else [n.rng.choice(others)]
     mode = n.rng.choice(("all", "requests"))
-    net.block(node, senders, mode)
     record["deaf"] = node
-    return _recorded(net, record)
+    return _recorded(net, net.block(node, senders, mode), record)
 
 
 nemesis.register("partition-one", inject_one, netns.available)

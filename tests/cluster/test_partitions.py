@@ -69,8 +69,14 @@ def test_network_is_built_and_removed_without_leftovers_also_on_error():
             routes = subprocess.run([*prefix, "ip", "route"],
                                     capture_output=True, text=True, check=True).stdout
             assert "default" not in routes
-            net.cut([1], [2, 3])
+            first = net.cut([1], [2, 3])
             assert len(net.rules(1)) == 2 and len(net.rules(2)) == 1
+            second = net.block(2, [3], "requests")  # overlapping partitions
+            net.heal(first)  # heals only its own rules
+            assert net.rules(1) == []
+            assert net.rules(2) == [f"-A INPUT -s {net.nodes[3].address}/32 -m conntrack "
+                                    "--ctdir ORIGINAL -j DROP"]
+            assert net.blocked == second
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):

@@ -40,6 +40,7 @@ import random
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -239,6 +240,15 @@ def _bypass_proxies() -> None:
             p for p in (current, str(SUPERNET)) if p)
 
 
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One rule: ``node`` drops what ``source`` sends it (``mode`` as in ``block``)."""
+
+    node: int
+    source: int
+    mode: str
+
+
 class Network:
     """A bridge and one namespace per node, for one run; see the module docstring."""
 
@@ -250,8 +260,8 @@ class Network:
         self.bridge = ""
         self.nodes: dict[int, NodeNet] = {}
         self._lock: _Lock | None = None
-        # what is blocked now: receiving node -> (sources, mode) as given to block()
-        self.blocked: dict[int, list[tuple[int, str]]] = {}
+        self.blocked: list[Block] = []  # the rules in force (nemeses may overlap)
+        self._blocked_lock = threading.Lock()
 
     def __enter__(self) -> Network:
         why = available()
@@ -334,33 +344,43 @@ class Network:
         return run("ip", "netns", "exec", self.nodes[node].namespace, "iptables",
                    *args).stdout
 
-    def block(self, node: int, sources: Iterable[int], mode: str = "all") -> None:
+    def _rule(self, block: Block) -> list[str]:
+        match = [] if block.mode == "all" else ["-m", "conntrack", "--ctdir", "ORIGINAL"]
+        return ["INPUT", "-s", self.nodes[block.source].address, *match, "-j", "DROP"]
+
+    def block(self, node: int, sources: Iterable[int], mode: str = "all") -> list[Block]:
         """``node`` drops what ``sources`` send it. ``mode="all"``: every packet;
         ``mode="requests"``: only connections the sources open (conntrack ORIGINAL
-        direction), so ``node``'s own calls to them still get their answers."""
-        match = [] if mode == "all" else ["-m", "conntrack", "--ctdir", "ORIGINAL"]
+        direction), so ``node``'s own calls to them still get their answers. Returns
+        the rules added, for ``heal``."""
         if mode not in ("all", "requests"):
             raise ValueError(f"unknown block mode {mode!r}")
+        added = []
         for src in sources:
             if src == node:
                 continue
-            self.iptables(node, "-A", "INPUT", "-s", self.nodes[src].address, *match,
-                          "-j", "DROP")
-            self.blocked.setdefault(node, []).append((src, mode))
+            b = Block(node, src, mode)
+            self.iptables(node, "-A", *self._rule(b))
+            with self._blocked_lock:
+                self.blocked.append(b)
+            added.append(b)
+        return added
 
-    def cut(self, side_a: Iterable[int], side_b: Iterable[int]) -> None:
-        """Both directions between two groups of nodes."""
+    def cut(self, side_a: Iterable[int], side_b: Iterable[int]) -> list[Block]:
+        """Both directions between two groups of nodes; returns the rules added."""
         a, b = list(side_a), list(side_b)
-        for n in a:
-            self.block(n, b)
-        for n in b:
-            self.block(n, a)
+        return [*(r for n in a for r in self.block(n, b)),
+                *(r for n in b for r in self.block(n, a))]
 
-    def heal(self) -> None:
-        """Remove every partition rule (the INPUT chains hold only ours)."""
-        for node in list(self.blocked):
-            self.iptables(node, "-F", "INPUT")
-        self.blocked.clear()
+    def heal(self, blocks: Iterable[Block] | None = None) -> None:
+        """Remove these rules (default: every rule added), one iptables rule each: two
+        partitions that overlap are healed independently."""
+        with self._blocked_lock:
+            todo = list(self.blocked) if blocks is None else list(blocks)
+            for b in todo:
+                self.blocked.remove(b)
+        for b in todo:
+            self.iptables(b.node, "-D", *self._rule(b))
 
     def rules(self, node: int) -> list[str]:
         return [r for r in self.iptables(node, "-S", "INPUT").splitlines()
