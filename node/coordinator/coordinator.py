@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -58,6 +59,9 @@ STRAGGLER_WAIT_S: Final = 0.25
 BUCKET_DELETE_ATTEMPTS: Final = 3
 HEDGE_S: Final = 0.2  # a read asks one more replica when the first ones are this slow
 READ_RACE_RETRIES: Final = 3  # reads that lost a race with a newer write start over
+# A replica that takes no chunk of a streamed upload for this long is dropped from it
+# (and hinted): a healthy one takes a chunk within milliseconds, even with a busy disk.
+UPLOAD_STALL_S: Final = 2.0
 
 
 class Pushed(enum.IntEnum):
@@ -372,7 +376,7 @@ class Coordinator:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 node = tasks[task]
-                exc = task.exception()
+                exc = _failure_of(task)
                 if exc is not None:
                     tally.failures[node] = _as_cairn(exc)
                     self._note_failure(node, exc)
@@ -391,10 +395,11 @@ class Coordinator:
                 if pending:
                     done, pending = await asyncio.wait(pending, timeout=STRAGGLER_WAIT_S)
                 for task in done:
-                    if task.exception() is None and task.result().applied:
+                    failure = _failure_of(task)
+                    if failure is None and task.result().applied:
                         tally.acks.append(tasks[task])
-                    elif task.exception() is not None:
-                        tally.failures[tasks[task]] = _as_cairn(task.exception())  # type: ignore[arg-type]
+                    elif failure is not None:
+                        tally.failures[tasks[task]] = _as_cairn(failure)
                 break
         for task in pending:
             node = tasks[task]
@@ -583,13 +588,16 @@ class Coordinator:
         return _info_of(ReplicaWrite(bucket, key, version, partition, False, codec, metadata,
                                      box["size"], box["crc"]))
 
-    @staticmethod
-    async def _offer(queues: dict[NodeId, asyncio.Queue[object]],
+    async def _offer(self, queues: dict[NodeId, asyncio.Queue[object]],
                      tasks: dict[NodeId, asyncio.Task[ReplicaAck]], item: object) -> None:
         """Put ``item`` on every live target's queue, waiting for the slowest (bounded
-        memory), but never for a target whose write already ended."""
+        memory), but never for a target whose write already ended, nor for one that took
+        nothing for ``UPLOAD_STALL_S``: that copy is cancelled (the write is hinted to
+        it), so a replica cut off mid-upload does not hold the others back until gRPC
+        notices the dead connection (its keepalive, 5 s)."""
         for node, q in queues.items():
             delay = 0.0002
+            blocked_at = 0.0
             while True:
                 try:
                     q.put_nowait(item)
@@ -597,6 +605,13 @@ class Coordinator:
                 except asyncio.QueueFull:
                     task = tasks.get(node)
                     if task is not None and task.done():
+                        break
+                    now = time.monotonic()
+                    blocked_at = blocked_at or now
+                    if task is not None and now - blocked_at > UPLOAD_STALL_S:
+                        log.warning("replica %s took no chunk for %.1f s: its copy of this "
+                                    "upload is dropped and hinted", node, UPLOAD_STALL_S)
+                        task.cancel()
                         break
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.002)
@@ -984,6 +999,15 @@ def _ack_of(applied: bool, stored: Version, sent: Version) -> ReplicaAck:
     if stored > sent:
         return ReplicaAck(False, stored)
     return ReplicaAck(False)  # pragma: no cover - a stale write always leaves newer data
+
+
+def _failure_of(task: asyncio.Task[ReplicaAck]) -> BaseException | None:
+    """A finished replica call's error; a cancelled one (a copy dropped because its
+    replica stalled) counts as that replica being unavailable."""
+    if task.cancelled():
+        return Unavailable("the copy to this replica was dropped: it took no chunk for "
+                           f"{UPLOAD_STALL_S:g} s")
+    return task.exception()
 
 
 def _pushed(ack: ReplicaAck) -> Pushed:

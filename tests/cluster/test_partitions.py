@@ -10,10 +10,12 @@ put made after it on the majority side wins, and every acknowledged put reads ba
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
 
+import crc32c
 import grpc
 import pytest
 
@@ -265,3 +267,40 @@ def test_one_way_partition_then_heal_converges(cluster, mode):
         # x holds the keys it is a replica of again (hints or anti-entropy).
         if x in placement(c.map, "app", k).replicas:
             assert c.client(x).local("app", k) is not None
+
+
+def put_streamed(c: Cluster, via: int, key: bytes, value: bytes, chunk: int = 1 << 20
+                 ) -> None:
+    messages = [object_pb2.PutRequest(header=object_pb2.PutHeader(bucket=b"app", key=key))]
+    messages += [object_pb2.PutRequest(chunk=value[i:i + chunk])
+                 for i in range(0, len(value), chunk)]
+    messages.append(object_pb2.PutRequest(end=object_pb2.PutEnd(
+        size=len(value), checksum=crc32c.crc32c(value))))
+    c.client(via).objects.Put(iter(messages), timeout=30)
+
+
+def test_a_large_upload_drops_a_replica_cut_off_midway_instead_of_stalling(cluster):
+    """Found by the partition faults: the coordinator feeds all replica streams in
+    step, and a replica whose packets vanish held the whole upload back until gRPC's
+    keepalive gave up on it (5 s). It is now dropped after UPLOAD_STALL_S (2 s) of
+    taking nothing, and hinted."""
+    c, net = cluster, cluster.net
+    x = 4
+    others = [i for i in range(1, NODES + 1) if i != x]
+    key = next(k for k in key_where(c, "big-cut", True, x, 50)
+               if placement(c.map, "app", k).replicas[0] != x)
+    coordinator = next(n for n in placement(c.map, "app", key).replicas if n != x)
+    value = os.urandom(16 << 20)
+    put_streamed(c, coordinator, key, b"warm-up")  # the streams to x are open
+    net.cut([x], others)
+    try:
+        started = time.monotonic()
+        put_streamed(c, coordinator, key, value)
+        took = time.monotonic() - started
+    finally:
+        net.heal()
+    assert took < 4.5, f"the upload waited {took:.1f} s for the cut-off replica"
+    wait_all_see_all(c)
+    c.replicas_agree("app", [key], timeout_s=CONVERGE_S)  # the hint reached x
+    assert hashlib.sha256(c.client(x).read_local("app", key)).digest() == \
+        hashlib.sha256(value).digest()
