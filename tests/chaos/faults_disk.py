@@ -39,9 +39,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import lmdb
 
 from tests.support import disks as disks_mod
@@ -54,6 +56,7 @@ from .nemesis import Nemesis, wait_for
 SIZE = os.environ.get("CAIRN_CHAOS_DISK_SIZE", disks_mod.DEFAULT_SIZE)
 LMDB_FLIPS = (1, 4)  # index entries damaged per lmdb-flip fault
 TRUNCATE_DELETE_P = 0.3  # share of truncate faults that delete the file instead
+SEEN_TIMEOUT_S = 3.0  # the node's disk check runs every 2 s
 
 
 def unavailable() -> str | None:
@@ -91,6 +94,20 @@ def wait_ok(nem: Nemesis, node: int, what: str) -> None:
     wait_for(f"node {node} {what}", lambda: disks_ok(nem, node))
 
 
+def seen_state(nem: Nemesis, node: int, timeout_s: float = SEEN_TIMEOUT_S) -> str:
+    """The disk state the node reports once it noticed the fault (for the history:
+    evidence that the fault landed), or "ok" if it did not within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            states = {d.state for d in nem.cluster.client(node).status().disks}
+        except grpc.RpcError as exc:
+            states = {f"error {exc.code().name}"}
+        if states != {"ok"} or time.monotonic() > deadline:
+            return ",".join(sorted(states))
+        time.sleep(0.1)
+
+
 def scrub_pass(nem: Nemesis, node: int) -> None:
     client = nem.cluster.client(node)
     before = client.status().repair.scrub_passes
@@ -104,6 +121,7 @@ def scrub_pass(nem: Nemesis, node: int) -> None:
 def inject_enospc(nem: Nemesis, node: int, record: dict[str, Any]):
     d, path = _disks(nem.cluster), _data(nem.cluster, node)
     record["ballast_bytes"] = d.fill(path)
+    record["seen"] = seen_state(nem, node)
 
     def heal() -> None:
         d.unfill(path)
@@ -114,6 +132,7 @@ def inject_enospc(nem: Nemesis, node: int, record: dict[str, Any]):
 def inject_readonly(nem: Nemesis, node: int, record: dict[str, Any]):
     d, path = _disks(nem.cluster), _data(nem.cluster, node)
     d.read_only(path)
+    record["seen"] = seen_state(nem, node)
 
     def heal() -> None:
         d.read_write(path)
@@ -124,6 +143,7 @@ def inject_readonly(nem: Nemesis, node: int, record: dict[str, Any]):
 def inject_vanish(nem: Nemesis, node: int, record: dict[str, Any]):
     d, path = _disks(nem.cluster), _data(nem.cluster, node)
     d.vanish(path)
+    record["seen"] = seen_state(nem, node)
 
     def heal() -> None:
         d.mount(path)
