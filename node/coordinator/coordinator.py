@@ -715,22 +715,49 @@ class Coordinator:
         for _attempt in range(READ_RACE_RETRIES):
             info, holders = await self._newest(bucket, key, consistency)
             errors: dict[NodeId, CairnError] = {}
-            for node in holders:
+            async for node in self._candidates(info, holders):
                 try:
                     try:
-                        return await self._open(node, info, start, end)
+                        return await _first_chunk_read(await self._open(node, info, start,
+                                                                        end))
                     except Conflict:
                         # The holder moved past the quorum's newest: a write overlaps
                         # this read, so its newer version is a correct answer.
                         result = await self._open(node, info, start, end, exact=False)
                         if result.info.version >= info.version:
-                            return result
+                            return await _first_chunk_read(result)
                         raise
                 except (IntegrityError, Unavailable, Conflict) as exc:
                     errors[node] = exc
             if not _raced(errors):
                 raise _read_failure(info, errors)
         raise Unavailable(f"{bucket}/{key!r} kept changing while it was read; try again")
+
+    async def _candidates(self, info: ObjectInfo, holders: list[NodeId]
+                          ) -> AsyncIterator[NodeId]:
+        """The nodes to read ``info``'s version from: the holders the quorum named, then,
+        if a read is still wanted (they all failed: a damaged copy, a node gone), the
+        other replicas that turn out to hold that version too (a quorum read hears only R
+        answers, so one damaged copy on the only holder named must not fail the read)."""
+        for node in holders:
+            yield node
+        _partition, targets = self.placement(info.bucket, info.key)
+        others = [n for n in targets if n not in holders]
+        if not others:
+            return
+        heads = await asyncio.gather(
+            *(self._peer_or_local_head(n, info.bucket, info.key) for n in others),
+            return_exceptions=True)
+        for node, head in zip(others, heads, strict=True):
+            if isinstance(head, ObjectInfo) and head.version >= info.version:
+                yield node
+
+    async def _peer_or_local_head(self, node: NodeId, bucket: str, key: bytes
+                                  ) -> ObjectInfo | None:
+        if node == self.node_id:
+            return await self._local_head(bucket, key)
+        assert self.peers is not None
+        return await self.peers.head(node, bucket, key, self.config.replica_timeout_s)
 
     async def _open(self, node: NodeId, info: ObjectInfo, start: int | None, end: int | None,
                     exact: bool = True) -> ReadResult:
@@ -754,7 +781,7 @@ class Coordinator:
             if info.size > max_bytes:
                 return info, None
             errors: dict[NodeId, CairnError] = {}
-            for node in holders:
+            async for node in self._candidates(info, holders):
                 if node == self.node_id:
                     try:
                         local, data = await self.engine.read_small(bucket, key, max_bytes)
@@ -1031,6 +1058,26 @@ def _as_cairn(exc: BaseException) -> CairnError:
         return Unavailable("cancelled")
     log.error("unexpected error from a replica call", exc_info=exc)
     return InternalError(f"unexpected error: {exc!r}")
+
+
+async def _first_chunk_read(result: ReadResult) -> ReadResult:
+    """``result`` with its first chunk already read, so a copy whose first block fails
+    its checksum fails here, while another replica can still serve the read (nothing
+    has reached the client yet); later blocks fail the stream itself."""
+    chunks = result.chunks
+    try:
+        first: bytes | None = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+
+    async def again() -> AsyncIterator[bytes]:
+        if first is None:
+            return
+        yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return ReadResult(result.info, result.start, result.end, again())
 
 
 def _raced(errors: Mapping[NodeId, CairnError]) -> bool:

@@ -1,0 +1,117 @@
+"""Quorum reads fall over past damaged copies (found by the chaos suite's ``flip``
+faults): a copy whose first block fails its CRC, on the holders the quorum named and
+then on the replica the quorum did not hear, never fails a read another replica can
+serve. In process: three real engines, the two remote ones reached through an
+in-memory ``Peers`` that serves them as the replica service would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cairn.cluster.clustermap import ClusterMap, NodeInfo
+from cairn.cluster.hlc import HybridClock
+from cairn.cluster.ids import NodeId
+from cairn.errors import DataLoss, NotFound
+from cairn.node.coordinator import Coordinator, RemoteRead
+from cairn.node.storage import Engine, EngineConfig
+from cairn.node.storage.aio import AsyncEngine
+from cairn.types import Version
+
+pytestmark = pytest.mark.unit
+
+V = Version(1_700_000_000_000, 0, 1)
+VALUE = b"cairn-fallover-" * 20_000  # 300 KB: several blocks
+
+
+class EnginePeers:
+    def __init__(self, engines: dict[int, Engine]) -> None:
+        self.engines = engines
+
+    async def head(self, node, bucket, key, timeout_s):
+        try:
+            return self.engines[node].head(bucket, key, include_deleted=True)
+        except NotFound:
+            return None
+
+    async def read(self, node, bucket, key, version, start, end, timeout_s):
+        reader = self.engines[node].get(bucket, key, start=start, end=end)
+
+        async def chunks():
+            try:
+                for chunk in reader:
+                    yield chunk
+            finally:
+                reader.close()
+
+        return RemoteRead(reader.info, reader.start, reader.end, chunks())
+
+
+@pytest.fixture
+def engines(tmp_path):
+    opened = {}
+    for n in (1, 2, 3):
+        (tmp_path / f"n{n}").mkdir()
+        e = Engine(EngineConfig(disks=(str(tmp_path / f"n{n}"),), min_free_bytes=0)).open()
+        e.create_bucket("app")
+        e.put("app", b"k", VALUE, version=V)
+        opened[n] = e
+    yield opened
+    for e in opened.values():
+        e.close()
+
+
+def damage(engine: Engine) -> None:
+    """Flip a byte of the value's first block in the engine's segment file."""
+    disk = engine.disks[0]
+    for seg in sorted((Path(disk.path) / "segments").glob("*.seg")):
+        data = bytearray(seg.read_bytes())
+        at = data.find(VALUE[:64])
+        if at >= 0:
+            data[at + 10] ^= 0xFF
+            seg.write_bytes(bytes(data))
+            return
+    raise AssertionError("value not found in any segment")
+
+
+def coordinator(engines: dict[int, Engine]) -> Coordinator:
+    nodes = tuple(NodeInfo(NodeId(i), f"127.0.0.1:{i}", "") for i in (1, 2, 3))
+    cmap = ClusterMap(epoch=1, nodes=nodes, replicas_n=3, write_quorum=2, read_quorum=2,
+                      partitions=16)
+    return Coordinator(AsyncEngine(engines[1]), HybridClock(NodeId(1)), cmap, NodeId(1),
+                       EnginePeers(engines))
+
+
+async def read_all(c: Coordinator) -> bytes:
+    result = await c.read("app", b"k", None, None)
+    return b"".join([chunk async for chunk in result.chunks])
+
+
+async def test_a_damaged_first_block_on_this_node_falls_over_to_a_peer(engines):
+    damage(engines[1])
+    c = coordinator(engines)
+    assert await read_all(c) == VALUE
+    _info, data = await c.read_small("app", b"k", 1 << 20)
+    assert data == VALUE
+
+
+async def test_damaged_copies_on_every_named_holder_fall_over_to_the_unasked_replica(engines):
+    # The quorum hears nodes 1 and 2 (this node first, then a peer): both copies are
+    # damaged, node 3's is whole.
+    damage(engines[1])
+    damage(engines[2])
+    c = coordinator(engines)
+    assert await read_all(c) == VALUE
+    _info, data = await c.read_small("app", b"k", 1 << 20)
+    assert data == VALUE
+
+
+async def test_every_copy_damaged_is_data_loss(engines):
+    for n in (1, 2, 3):
+        damage(engines[n])
+    c = coordinator(engines)
+    with pytest.raises(DataLoss):
+        await read_all(c)
+    with pytest.raises(DataLoss):
+        await c.read_small("app", b"k", 1 << 20)
