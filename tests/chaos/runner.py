@@ -204,12 +204,13 @@ def run_round(cluster: Cluster, history: History, rng: random.Random, kinds: lis
     workers += [LargeWorker(f"r{round_no}-large{i}", seeds, history,
                             random.Random(rng.randrange(2**63)), stop)
                 for i in range(LARGE_WORKERS)]
-    # Each round starts the cycle of fault kinds where the last one stopped; a second
-    # nemesis starts half a cycle further on.
+    # Each round goes on with the cycle of fault kinds where the last one stopped (so a
+    # short run still meets every kind in turn); a second nemesis starts half a cycle
+    # further on.
     busy: set[int] = set()
     team = []
     for i in range(nemeses):
-        offset = (round_no * 2 + i * len(kinds) // max(nemeses, 1)) % len(kinds)
+        offset = (len(result.faults) + i * len(kinds) // max(nemeses, 1)) % len(kinds)
         team.append(Nemesis(cluster, history, random.Random(rng.randrange(2**63)), stop,
                             kinds[offset:] + kinds[:offset], busy, name=f"nemesis{i}"))
     for t in [*workers, *team]:
