@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE = re.compile(r": (?P<ops>[\d.]+) ops/s, .*server CPU (?P<cpu>[\d.]+) ms/op")
+LINE = re.compile(r": (?P<ops>[\d,.]+) ops/s, .*server CPU (?P<cpu>[\d,.]+) ms/op")
 
 
 @contextlib.contextmanager
@@ -59,7 +59,7 @@ def one(cell: Sequence[str], node_command: str | None) -> tuple[float, float]:
     if proc.returncode != 0 or match is None:
         raise RuntimeError(f"load_cell failed ({proc.returncode}): {proc.stdout[-2000:]}"
                            f"{proc.stderr[-2000:]}")
-    return float(match["ops"]), float(match["cpu"])
+    return float(match["ops"].replace(",", "")), float(match["cpu"].replace(",", ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
