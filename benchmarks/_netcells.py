@@ -48,6 +48,7 @@ class Target:
 
     seeds: tuple[str, ...]
     pids: tuple[int, ...]
+    consistency: str | None = None  # the SDK's default (quorum) unless set
 
 
 async def ensure_bucket(seeds: Sequence[str]) -> None:
@@ -77,7 +78,8 @@ async def sdk_small(target: Target, op: str, size: int, concurrency: int, durati
                     *, tag: str, get_keys: int) -> NetSample:
     """``put`` new keys ``tag-w-i``, or ``get`` random prefilled keys, through AsyncClient."""
     value = value_of(size)
-    async with cairn.AsyncClient(list(target.seeds), timeout=CLIENT_TIMEOUT_S) as client:
+    async with cairn.AsyncClient(list(target.seeds), timeout=CLIENT_TIMEOUT_S,
+                                 consistency=target.consistency) as client:  # type: ignore[arg-type]
         if op == "put":
             async def run(w: int, i: int) -> None:
                 await client.put(BUCKET, f"{tag}-{w}-{i}", value)

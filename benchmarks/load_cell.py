@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shlex
 import shutil
@@ -158,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                         "fanout-unary"), default="node")
     p.add_argument("--op", choices=("put", "get", "upload", "download"), default="put")
     p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--consistency", choices=("one", "quorum", "all"), default=None,
+                   help="the SDK calls' consistency (default: the SDK's, quorum)")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--get-keys", type=int, default=256)
@@ -173,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         with _system(args.system, base, args.node_command) as (target, roles):
             nb.log(f"{args.system}: {list(target.seeds)}, pids {roles}")
+            target = dataclasses.replace(target, consistency=args.consistency)
             sample, threads = nb.run_async(_run(args, target, roles, base))
     finally:
         shutil.rmtree(base, ignore_errors=True)
