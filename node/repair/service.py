@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from cairn.node.coordinator import Coordinator
@@ -82,6 +83,10 @@ class Repair:
             except Exception:
                 log.exception("disk check failed")
                 back = []
+            hints = self.coordinator.hints
+            if hints is not None and PurePath(hints.path).parent in map(PurePath, back):
+                # The hint store lives on that disk: its open files went with the old one.
+                await asyncio.to_thread(hints.reopen)
             if back and self.coordinator.peers is not None:
                 log.warning("rebuilding %s from the other replicas", ", ".join(back))
                 self.antientropy.kick()

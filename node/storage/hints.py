@@ -40,14 +40,28 @@ class HintStore:
     """Hints by target node. Thread-safe; every ``add`` is durable when it returns."""
 
     def __init__(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
-        self._env = lmdb.open(path, map_size=MAP_SIZE, max_dbs=1, writemap=False,
-                              readahead=False)
+        self.path = path
         self._lock = threading.Lock()
+        self._env = self._open()
         self._count = self._env.stat()["entries"]
 
+    def _open(self) -> lmdb.Environment:
+        os.makedirs(self.path, exist_ok=True)
+        return lmdb.open(self.path, map_size=MAP_SIZE, max_dbs=1, writemap=False,
+                         readahead=False)
+
     def close(self) -> None:
-        self._env.close()
+        with self._lock:
+            self._env.close()
+
+    def reopen(self) -> None:
+        """Open the store again at its path: its disk was wiped or replaced and taken
+        back, so the files open until now are gone (hints written to them since are
+        lost; anti-entropy covers those objects)."""
+        with self._lock:
+            self._env.close()
+            self._env = self._open()
+            self._count = self._env.stat()["entries"]
 
     def __len__(self) -> int:
         return self._count
@@ -77,7 +91,7 @@ class HintStore:
     def targets(self) -> dict[int, int]:
         """Pending hints per target node."""
         out: dict[int, int] = {}
-        with self._env.begin() as txn:
+        with self._lock, self._env.begin() as txn:
             for k in txn.cursor().iternext(keys=True, values=False):
                 target = _TARGET.unpack_from(k)[0]
                 out[target] = out.get(target, 0) + 1
@@ -87,7 +101,7 @@ class HintStore:
         """Up to ``limit`` hints for ``target`` (a short read transaction)."""
         prefix = _TARGET.pack(target)
         out: list[Hint] = []
-        with self._env.begin() as txn:
+        with self._lock, self._env.begin() as txn:
             cur = txn.cursor()
             if not cur.set_range(prefix):
                 return out

@@ -6,6 +6,7 @@ Each is named after the fault it guards against, and stays after the fix.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import time
 
@@ -59,3 +60,35 @@ def test_read_racing_a_newer_write_never_fails_with_conflict(tmp_path):
             for t in threads:
                 t.join(10)
         assert conflicts == 0, f"{conflicts} of {reads} reads failed with Conflict"
+
+
+def test_hints_written_after_a_live_wipe_of_their_disk_survive_a_restart(tmp_path):
+    """Found with the ``wipe`` and ``vanish`` faults: the hint store lives on the first
+    disk and stayed open on the deleted files, so hints written after the disk was
+    wiped and taken back were gone at the next start. It is reopened with the disk."""
+    with Cluster(tmp_path / "c", nodes=3) as c:
+        c.client(1).objects.CreateBucket(object_pb2.CreateBucketRequest(bucket=b"app"))
+        node_dir = c.root / "node-1"
+        for entry in list(node_dir.iterdir()):  # an operator's rm -rf, live
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        deadline = time.monotonic() + 30
+        while not all(d.state == "ok" for d in c.client(1).status().disks):
+            assert time.monotonic() < deadline, "node 1 did not take its disk back"
+            time.sleep(0.2)
+        while not (node_dir / "hints").exists():
+            assert time.monotonic() < deadline, "the hint store stayed on the deleted files"
+            time.sleep(0.2)
+        c.kill(3)
+        for i in range(20):  # W = 2 of nodes 1 and 2; node 3's copies become hints
+            c.client(1).put("app", b"k%d" % i, b"v", timeout=10)
+        deadline = time.monotonic() + 15  # a late replica failure is hinted after the ack
+        while c.client(1).status().pending_hints < 20:
+            assert time.monotonic() < deadline, c.client(1).status().pending_hints
+            time.sleep(0.2)
+        c.procs[1].stop()
+        c.procs[1].start()
+        c.clients[1] = type(c.clients[1])(c.procs[1].address)
+        assert c.client(1).status().pending_hints >= 20
