@@ -24,11 +24,16 @@ def summarize(path: Path) -> dict[str, object]:
     report = checker.check(entries)
     marks = [e for e in entries if e["type"] == "mark"]
     seed = next((m["seed"] for m in marks if "seed" in m), None)
-    converge = [m["converge_s"] for m in marks if m.get("phase") == "checked"]
-    return {"file": path.name, "seed": seed, "rounds": len(converge),
+    checked = [m for m in marks if m.get("phase") == "checked"]
+    compared = [m["keys"] for m in marks if m.get("phase") == "final-reads"]
+    bad_checksum = sum(1 for e in entries if e["type"] == "invoke" and e["f"] == "put"
+                       and (e.get("value") or {}).get("bad_checksum"))
+    return {"file": path.name, "seed": seed, "rounds": len(checked),
             "ops": report.ops, "faults": report.faults,
             "violations": Counter(v.kind for v in report.violations),
-            "converge": converge}
+            "converge": [m["converge_s"] for m in checked],
+            "differed": sum(m.get("differed_after_repair", 0) for m in checked),
+            "compared": sum(compared), "bad_checksum": bad_checksum}
 
 
 def _fmt(c: Counter[str]) -> str:
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = [summarize(p) for p in args.histories]
     total = {"ops": Counter(), "faults": Counter(), "violations": Counter(),
-             "converge": [], "rounds": 0}
+             "converge": [], "rounds": 0, "differed": 0, "compared": 0, "bad_checksum": 0}
     print("| seed | rounds | operations | faults | violations | identical after repair "
           "(median / max s) |")
     print("|---|---:|---|---|---|---|")
@@ -49,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("ops", "faults", "violations"):
             total[k].update(r[k])  # type: ignore[attr-defined]
         total["converge"] += r["converge"]  # type: ignore[operator]
-        total["rounds"] += r["rounds"]  # type: ignore[operator]
+        for k in ("rounds", "differed", "compared", "bad_checksum"):
+            total[k] += r[k]  # type: ignore[operator]
         conv = r["converge"]
         print(f"| {r['seed']} | {r['rounds']} | {sum(r['ops'].values()):,} | "  # type: ignore[attr-defined]
               f"{sum(r['faults'].values())} | {sum(r['violations'].values())} | "  # type: ignore[attr-defined]
@@ -60,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total: {total['rounds']} rounds; operations {sum(total['ops'].values()):,} "
           f"({_fmt(total['ops'])}); faults {sum(total['faults'].values())} "
           f"({_fmt(total['faults'])}); violations {sum(total['violations'].values())} "
-          f"({_fmt(total['violations'])}); replicas identical after repair: median "
-          f"{statistics.median(conv):.1f} s, max {max(conv):.1f} s" if conv else "no rounds")
+          f"({_fmt(total['violations'])}); of them puts sent with a wrong checksum on "
+          f"purpose: {total['bad_checksum']:,}; keys compared replica by replica after "
+          f"repair: {total['compared']:,}, of which differed at the first look: "
+          f"{total['differed']}; replicas identical after repair (the whole comparison "
+          f"included): median {statistics.median(conv):.1f} s, max {max(conv):.1f} s"
+          if conv else "no rounds")
     return 1 if sum(total["violations"].values()) else 0  # type: ignore[attr-defined]
 
 
