@@ -36,7 +36,10 @@ from cairn.errors import (
     FailedPrecondition,
     IntegrityError,
     InternalError,
+    InvalidArgument,
     NotFound,
+    ResourceExhausted,
+    Unauthenticated,
     Unavailable,
 )
 from cairn.node.storage import format as fmt
@@ -56,6 +59,10 @@ STREAM_QUEUE_DEPTH: Final = 4
 HINT_BATCH: Final = 256
 REPAIR_CONCURRENCY: Final = 8
 STRAGGLER_WAIT_S: Final = 0.25
+# Replica answers that refuse the request itself, so the same call fails everywhere and
+# nothing was written: the only failures a write passes on as they are.
+REFUSALS: Final = (BucketNotFound, InvalidArgument, IntegrityError, ResourceExhausted,
+                   Unauthenticated)
 BUCKET_DELETE_ATTEMPTS: Final = 3
 HEDGE_S: Final = 0.2  # a read asks one more replica when the first ones are this slow
 READ_RACE_RETRIES: Final = 3  # reads that lost a race with a newer write start over
@@ -144,7 +151,8 @@ class Coordinator:
         self._background: set[asyncio.Task[object]] = set()
         self._repairs = asyncio.Semaphore(REPAIR_CONCURRENCY)
         self._fetching_epoch = cluster_map.epoch
-        self.stats = {"read_repairs": 0, "hints_replayed": 0, "hints_written": 0}
+        self.stats = {"read_repairs": 0, "hints_replayed": 0, "hints_written": 0,
+                      "hints_lost": 0}
 
     # ------------------------------------------------------------------ placement
 
@@ -444,7 +452,14 @@ class Coordinator:
                  for n in nodes if n != self.node_id]
         if not hints:
             return
-        await asyncio.to_thread(self.hints.add, hints)
+        try:
+            await asyncio.to_thread(self.hints.add, hints)
+        except CairnError as exc:
+            # The write's outcome does not depend on its hints: anti-entropy brings the
+            # missed replicas up to date without them, only later.
+            self.stats["hints_lost"] += len(hints)
+            log.warning("%d hint(s) for %s/%r not stored: %s", len(hints), w.bucket, w.key, exc)
+            return
         self.stats["hints_written"] += len(hints)
 
     async def _replicate(self, bucket: str, key: bytes, consistency: str,
@@ -469,9 +484,14 @@ class Coordinator:
 
     @staticmethod
     def _raise_quorum(tally: _Tally, need: int, total: int, kind: str) -> None:
-        for err in tally.failures.values():
-            if not err.retryable:
-                raise err  # e.g. BucketNotFound, InvalidArgument: not a quorum problem
+        """Raise why a write missed its quorum. A refusal of the request itself (no
+        bucket, a bad argument or checksum) is raised as it is when no replica took the
+        write; anything else is Unavailable, which says the write may have happened: a
+        replica that acknowledged, or one still running, keeps it, and a read may see it."""
+        if not tally.acks:
+            for err in tally.failures.values():
+                if isinstance(err, REFUSALS):
+                    raise err
         raise Unavailable(
             f"{kind} reached {len(tally.acks)} of {total} replicas, {need} needed: "
             f"{_describe(tally.failures)}",

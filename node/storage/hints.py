@@ -15,6 +15,7 @@ from typing import Final
 
 import lmdb
 
+from cairn.errors import DiskFull, DiskReadOnly, DiskUnavailable
 from cairn.types import Version
 
 from . import format as fmt
@@ -67,26 +68,42 @@ class HintStore:
         return self._count
 
     def add(self, hints: list[Hint]) -> None:
-        """Record hints (keeping the newest version per target and object)."""
-        with self._lock, self._env.begin(write=True) as txn:
-            for h in hints:
-                k = _TARGET.pack(h.target) + fmt.object_key(h.bucket.encode("ascii"), h.key)
-                old = txn.get(k)
-                if old is not None and _decode_version(old) >= h.version:
-                    continue
-                if old is None:
-                    self._count += 1
-                txn.put(k, _VALUE.pack(h.version.physical_ms, h.version.logical,
-                                       h.version.node_id, int(h.deleted), h.partition))
+        """Record hints (keeping the newest version per target and object).
+
+        Raises:
+            DiskUnavailable: (or DiskFull, DiskReadOnly) the hints could not be stored;
+                nothing of this call was kept.
+        """
+        with self._lock:
+            added = 0
+            try:
+                with self._env.begin(write=True) as txn:
+                    for h in hints:
+                        k = _TARGET.pack(h.target) + fmt.object_key(h.bucket.encode("ascii"),
+                                                                    h.key)
+                        old = txn.get(k)
+                        if old is not None and _decode_version(old) >= h.version:
+                            continue
+                        added += old is None
+                        txn.put(k, _VALUE.pack(h.version.physical_ms, h.version.logical,
+                                               h.version.node_id, int(h.deleted), h.partition))
+            except lmdb.Error as exc:
+                raise _unavailable(self.path, exc) from exc
+            self._count += added
 
     def remove(self, hint: Hint) -> None:
         """Forget a replayed hint, unless a newer one for the same object came meanwhile."""
         k = _TARGET.pack(hint.target) + fmt.object_key(hint.bucket.encode("ascii"), hint.key)
-        with self._lock, self._env.begin(write=True) as txn:
-            old = txn.get(k)
-            if old is not None and _decode_version(old) <= hint.version:
-                txn.delete(k)
-                self._count -= 1
+        with self._lock:
+            try:
+                with self._env.begin(write=True) as txn:
+                    old = txn.get(k)
+                    removed = old is not None and _decode_version(old) <= hint.version
+                    if removed:
+                        txn.delete(k)
+            except lmdb.Error as exc:
+                raise _unavailable(self.path, exc) from exc
+            self._count -= removed
 
     def targets(self) -> dict[int, int]:
         """Pending hints per target node."""
@@ -113,6 +130,15 @@ class HintStore:
                 out.append(Hint(target, bucket.decode("ascii"), key,
                                 Version(ms, logical, node), bool(deleted), partition))
         return out
+
+
+def _unavailable(path: str, exc: lmdb.Error) -> DiskUnavailable:
+    text = str(exc)
+    if "No space left" in text or "MDB_MAP_FULL" in text:
+        return DiskFull(f"hint store {path} is full: {text}")
+    if "Read-only" in text:
+        return DiskReadOnly(f"hint store {path} is read-only: {text}")
+    return DiskUnavailable(f"hint store {path} failed: {text}")
 
 
 def _decode_version(raw: bytes) -> Version:
