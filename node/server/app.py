@@ -168,6 +168,7 @@ class Node:
                 "pending_hints": float(len(hints) if hints else 0),
                 "read_repairs_total": float(coordinator.stats["read_repairs"]),
                 "hints_replayed_total": float(coordinator.stats["hints_replayed"]),
+                "hints_lost_total": float(coordinator.stats["hints_lost"]),
             }
             if self.repair is not None:
                 for name, value in self.repair.status().items():
