@@ -20,6 +20,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -188,6 +189,7 @@ class Disk:
         self.disk_id = ""
         self.stats = DiskStats()
         self._env: lmdb.Environment | None = None
+        self._initializing = False  # a first open of an empty directory is under way
         self._dbs: dict[bytes, lmdb._Database] = {}
         self._seg_dir = os.path.join(self.path, SEGMENT_DIR)
         self._cond = threading.Condition()  # guards the queue, the active segment, states
@@ -221,12 +223,31 @@ class Disk:
         A disk that cannot be opened is left FAILED with ``error`` saying why; it does not
         raise, so the node can go on with its other disks.
         """
+        self._initializing = False
         try:
             self._open()
-        except OSError as exc:
+        except (OSError, lmdb.Error, fmt.CorruptRecord, CairnError) as exc:
             self._fail(f"cannot open disk: {exc}")
-        except (lmdb.Error, fmt.CorruptRecord, CairnError) as exc:
-            self._fail(f"cannot open disk: {exc}")
+            if self._initializing:
+                self._undo_initialize()
+
+    def _undo_initialize(self) -> None:
+        """A first open of an empty directory failed midway (an I/O error, a full disk,
+        an operator still deleting): remove what it created, so the directory is empty
+        again and the next attempt (``Engine.check_disks``) starts over. Left in place,
+        the marker or index without the rest would make the directory look like a
+        broken disk, never taken back."""
+        if self._env is not None:
+            with contextlib.suppress(lmdb.Error):
+                self._env.close()
+            self._env = None
+        for name in (MARKER_NAME + TMP_SUFFIX, MARKER_NAME):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.path, name))
+        for name in (INDEX_DIR, SEGMENT_DIR):
+            shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+        log.warning("first open of %s failed (%s); what it created was removed",
+                    self.path, self.error)
 
     def _open(self) -> None:
         if not os.path.isdir(self.path):
@@ -241,6 +262,7 @@ class Disk:
                     "refusing to use a directory that is not a cairn disk (or whose disk "
                     "is not mounted)"
                 )
+            self._initializing = True
             self._write_marker(marker)
         with open(marker, encoding="utf-8") as f:
             magic, _, disk_id = f.read().strip().partition(" ")
@@ -264,6 +286,7 @@ class Disk:
         self._marker_identity = (st.st_dev, st.st_ino)
         self.was_mount_point = os.path.ismount(self.path)
         self._recover_segments()
+        self._initializing = False
         self.state = DiskState.OK
         self.error = ""
         self._refresh_state()

@@ -285,6 +285,10 @@ class FaultyFileSystem(FileSystem):
         self._check("fsync_dir", path)
         super().fsync_dir(path)
 
+    def makedirs(self, path: str) -> None:
+        self._check("makedirs", path)
+        super().makedirs(path)
+
     def statvfs(self, path: str) -> os.statvfs_result:
         self._check("statvfs", path)
         return super().statvfs(path)

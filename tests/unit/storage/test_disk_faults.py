@@ -10,8 +10,10 @@ import time
 import pytest
 
 from cairn.errors import DiskUnavailable, IntegrityError
+from cairn.node.storage import Engine, EngineConfig
 from cairn.node.storage import format as fmt
 from cairn.node.storage.disk import IDENTITY_CHECK_INTERVAL_S
+from cairn.node.storage.fs import Fault, FaultyFileSystem
 from cairn.types import Version
 
 pytestmark = pytest.mark.unit
@@ -158,3 +160,48 @@ def test_truncate_then_restart_appends_to_a_new_segment(make_engine, tmp_path):
     engine.put("app", b"newer", b"x", version=V, partition=3)
     assert engine.disks[0].lookup(fmt.object_key(b"app", b"newer")).segment_id != \
         last.segment_id
+
+
+@pytest.mark.parametrize("op", ["makedirs", "fsync_dir"])
+def test_wipe_a_failed_first_open_of_the_emptied_disk_is_retried(tmp_path, op):
+    """Found by the ``wipe`` fault (the long run's seed 1007): taking a wiped disk back
+    is a first open of an empty directory; when that failed midway (an I/O error, an
+    operator still deleting) it left its marker or directories behind, the directory
+    no longer looked empty, and the disk was never taken back. A failed first open now
+    removes what it created, and the next check tries again."""
+    fs = FaultyFileSystem()
+    disk = tmp_path / "disk-0"
+    disk.mkdir()
+    engine = Engine(EngineConfig(disks=(str(disk),), min_free_bytes=0), fs=fs).open()
+    try:
+        _fill(engine)
+        _wipe(disk)
+        time.sleep(IDENTITY_CHECK_INTERVAL_S * 2)
+        with pytest.raises(DiskUnavailable):
+            engine.head("app", b"k-01")
+        fault = fs.inject(Fault(op, times=1))
+        assert engine.check_disks() == []
+        assert fault.seen >= 1
+        assert [n for n in os.listdir(disk) if not n.startswith(".")] == []
+        assert engine.check_disks() == [str(disk)]
+        engine.put("app", b"k-01", b"again", version=Version(2000, 0, 1), partition=3)
+        assert engine.get("app", b"k-01").read() == b"again"
+    finally:
+        engine.close()
+
+
+def test_a_failed_first_open_at_start_leaves_the_directory_empty(tmp_path):
+    fs = FaultyFileSystem()
+    disks = [tmp_path / "disk-0", tmp_path / "disk-1"]
+    for d in disks:
+        d.mkdir()
+    fs.inject(Fault("makedirs", path_part="disk-0/segments"))
+    engine = Engine(EngineConfig(disks=tuple(map(str, disks)), min_free_bytes=0),
+                    fs=fs).open()
+    try:
+        assert [d.state for d in engine.disks] == ["failed", "ok"]
+        assert [n for n in os.listdir(disks[0]) if not n.startswith(".")] == []
+        assert engine.check_disks() == [str(disks[0])]
+        assert [d.state for d in engine.disks] == ["ok", "ok"]
+    finally:
+        engine.close()
