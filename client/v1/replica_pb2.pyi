@@ -134,18 +134,28 @@ class ReplicaGetRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., bucket: _Optional[bytes] = ..., key: _Optional[bytes] = ..., range_start: _Optional[int] = ..., range_end: _Optional[int] = ..., version: _Optional[_Union[_common_pb2.Version, _Mapping]] = ...) -> None: ...
 
 class ReplicateRequest(_message.Message):
-    __slots__ = ("seq", "header", "put", "delete", "batch")
+    __slots__ = ("seq", "header", "put", "delete", "head", "batch")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HEADER_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     seq: int
     header: _common_pb2.RequestHeader
     put: ReplicaWrite
     delete: ReplicaTombstone
+    head: ReplicateHead
     batch: _containers.RepeatedCompositeFieldContainer[ReplicateRequest]
-    def __init__(self, seq: _Optional[int] = ..., header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., put: _Optional[_Union[ReplicaWrite, _Mapping]] = ..., delete: _Optional[_Union[ReplicaTombstone, _Mapping]] = ..., batch: _Optional[_Iterable[_Union[ReplicateRequest, _Mapping]]] = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., put: _Optional[_Union[ReplicaWrite, _Mapping]] = ..., delete: _Optional[_Union[ReplicaTombstone, _Mapping]] = ..., head: _Optional[_Union[ReplicateHead, _Mapping]] = ..., batch: _Optional[_Iterable[_Union[ReplicateRequest, _Mapping]]] = ...) -> None: ...
+
+class ReplicateHead(_message.Message):
+    __slots__ = ("bucket", "key")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    bucket: bytes
+    key: bytes
+    def __init__(self, bucket: _Optional[bytes] = ..., key: _Optional[bytes] = ...) -> None: ...
 
 class ReplicaWrite(_message.Message):
     __slots__ = ("object", "value")
@@ -156,20 +166,24 @@ class ReplicaWrite(_message.Message):
     def __init__(self, object: _Optional[_Union[ReplicaObject, _Mapping]] = ..., value: _Optional[bytes] = ...) -> None: ...
 
 class ReplicateResponse(_message.Message):
-    __slots__ = ("seq", "header", "applied", "current", "error", "batch")
+    __slots__ = ("seq", "header", "applied", "current", "error", "batch", "found", "info")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HEADER_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     CURRENT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
     seq: int
     header: _common_pb2.ResponseHeader
     applied: bool
     current: _common_pb2.Version
     error: _common_pb2.Error
     batch: _containers.RepeatedCompositeFieldContainer[ReplicateResponse]
-    def __init__(self, seq: _Optional[int] = ..., header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., applied: _Optional[bool] = ..., current: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., batch: _Optional[_Iterable[_Union[ReplicateResponse, _Mapping]]] = ...) -> None: ...
+    found: bool
+    info: _common_pb2.ObjectInfo
+    def __init__(self, seq: _Optional[int] = ..., header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., applied: _Optional[bool] = ..., current: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., batch: _Optional[_Iterable[_Union[ReplicateResponse, _Mapping]]] = ..., found: _Optional[bool] = ..., info: _Optional[_Union[_common_pb2.ObjectInfo, _Mapping]] = ...) -> None: ...
 
 class ListPartitionRequest(_message.Message):
     __slots__ = ("header", "partition", "start_after_bucket", "start_after_key", "batch_size", "leaves", "leaf_count")

@@ -133,6 +133,7 @@ class _Link:
         self.outbox: asyncio.Queue[tuple[replica_pb2.ReplicateRequest, int] | None] = (
             asyncio.Queue())
         self.task: asyncio.Task[None] | None = None
+        self.heads = True  # the node answers heads on the stream
 
     def ensure_running(self) -> None:
         if self.task is None or self.task.done():
@@ -268,13 +269,17 @@ class GrpcPeers:
         except grpc.RpcError as exc:
             raise error_from_rpc(node, exc) from None
 
-    async def write(self, node: NodeId, write: ReplicaWrite, value: bytes, timeout_s: float
-                    ) -> ReplicaAck:
+    def _link(self, node: NodeId) -> _Link:
         link = self._links.get(node)
         if link is None:
             stub = self._stub(node)
             link = self._links[node] = _Link(node, self._channels[node], stub, self._patient,
                                              self._header)
+        return link
+
+    async def write(self, node: NodeId, write: ReplicaWrite, value: bytes, timeout_s: float
+                    ) -> ReplicaAck:
+        link = self._link(node)
 
         def make(seq: int) -> replica_pb2.ReplicateRequest:
             if write.deleted:
@@ -308,6 +313,28 @@ class GrpcPeers:
 
     async def head(self, node: NodeId, bucket: str, key: bytes, timeout_s: float
                    ) -> ObjectInfo | None:
+        """On the node's Replicate stream (a message, not a call of its own); through
+        ReplicaHead for a node that does not take heads there (an older version)."""
+        link = self._link(node)
+        if link.heads:
+            def make(seq: int) -> replica_pb2.ReplicateRequest:
+                return replica_pb2.ReplicateRequest(
+                    seq=seq, head=replica_pb2.ReplicateHead(bucket=bucket.encode("ascii"),
+                                                            key=key))
+
+            reply = await link.send(make, 0, timeout_s)
+            if not reply.HasField("error"):
+                return _info_from_pb(reply.info) if reply.found else None
+            if reply.error.code != "INVALID_ARGUMENT":
+                raise error_for_code(reply.error.code, f"node {node}: {reply.error.message}")
+            # The coordinator validated bucket and key: the node does not know the op.
+            log.info("node %s takes no heads on its Replicate stream: %s", node,
+                     reply.error.message)
+            link.heads = False
+        return await self._unary_head(node, bucket, key, timeout_s)
+
+    async def _unary_head(self, node: NodeId, bucket: str, key: bytes, timeout_s: float
+                          ) -> ObjectInfo | None:
         reply = await self._call(node, self._stub(node).ReplicaHead(
             replica_pb2.ReplicaHeadRequest(header=self._header(), bucket=bucket.encode("ascii"),
                                            key=key),

@@ -117,8 +117,8 @@ class ReplicaService:
                     w = write_from_pb(message.delete, deleted=True)
                     ack = await self._coord.apply_replica_write(w, None)
                 else:
-                    raise InvalidArgument("a Replicate message carries a put, a delete or a "
-                                          "batch of them")
+                    raise InvalidArgument("a Replicate message carries a put, a delete, a "
+                                          "head or a batch of them")
                 reply = replica_pb2.ReplicateResponse(seq=message.seq, applied=ack.applied)
                 if ack.current is not None:
                     reply.current.CopyFrom(wire.version_to_pb(ack.current))
@@ -134,6 +134,13 @@ class ReplicaService:
             await out.put(reply)
 
         async def start(message: Any) -> None:
+            if message.WhichOneof("op") == "head":
+                # A head is answered at once, on the loop (the engine's head does not
+                # block): no task, no slot.
+                if message.HasField("header"):
+                    self.ctx.observe(message.header)
+                out.put_nowait(await self._head_reply(message.seq, message.head))
+                return
             await slots.acquire()
             task = asyncio.ensure_future(apply(message))
             tasks.add(task)
@@ -201,6 +208,22 @@ class ReplicaService:
         finally:
             reader.cancel()
             closing.cancel()
+
+    async def _head_reply(self, seq: int, head: Any) -> Any:
+        try:
+            bucket = wire.bucket_name(head.bucket)
+            key = wire.object_key(head.key, 1024)
+            info = await self._coord.engine.head(bucket, key, include_deleted=True)
+        except NotFound:
+            return replica_pb2.ReplicateResponse(seq=seq, found=False)
+        except CairnError as exc:
+            return replica_pb2.ReplicateResponse(
+                seq=seq, error=common_pb2.Error(code=exc.code, message=str(exc)))
+        except Exception as exc:  # a bug: answer it, keep the stream
+            log.exception("replicate head failed")
+            return replica_pb2.ReplicateResponse(
+                seq=seq, error=common_pb2.Error(code="INTERNAL", message=repr(exc)))
+        return replica_pb2.ReplicateResponse(seq=seq, found=True, info=wire.info_to_pb(info))
 
     @unary
     async def ReplicaHead(self, request: Any, context: Any) -> Any:

@@ -105,3 +105,31 @@ def test_an_older_version_in_a_batch_is_not_applied_and_names_the_newer(channel)
     assert held(channel, b"k").info.version.physical_ms == PHYSICAL + 10
     if not got[2].applied:
         assert got[2].current.physical_ms == PHYSICAL + 10
+
+
+def head(seq: int, key: bytes, bucket: bytes = BUCKET) -> replica_pb2.ReplicateRequest:
+    return replica_pb2.ReplicateRequest(seq=seq,
+                                        head=replica_pb2.ReplicateHead(bucket=bucket, key=key))
+
+
+def test_heads_on_the_stream_answer_as_replica_head_does(channel):
+    replicate(channel, [replica_pb2.ReplicateRequest(header=header(), batch=[
+        put(1, b"there", b"value"), put(2, b"gone", b"x")])])
+    tomb = replica_pb2.ReplicaTombstone(
+        bucket=BUCKET, key=b"gone", version=common_pb2.Version(physical_ms=PHYSICAL + 1,
+                                                               node_id=9))
+    replicate(channel, [replica_pb2.ReplicateRequest(seq=1, header=header(), delete=tomb)])
+    got = replicate(channel, [replica_pb2.ReplicateRequest(header=header(), batch=[
+        head(1, b"there"), head(2, b"gone"), head(3, b"never"),
+        head(4, b"x", bucket=b"Bad Bucket!"), head(5, b"x", bucket=b"nobucket"),
+        put(6, b"later", b"v")])])
+    assert sorted(got) == [1, 2, 3, 4, 5, 6]
+    assert got[1].found and got[1].info == held(channel, b"there").info
+    assert got[1].info.size == 5 and not got[1].info.deleted
+    assert got[2].found and got[2].info.deleted  # tombstones are answered too
+    assert not got[3].found and not got[3].HasField("error")
+    assert got[4].error.code == "INVALID_ARGUMENT"
+    unary = replica_pb2_grpc.ReplicaServiceStub(channel).ReplicaHead(
+        replica_pb2.ReplicaHeadRequest(header=header(), bucket=b"nobucket", key=b"x"))
+    assert got[5].found == unary.found is False and not got[5].HasField("error")
+    assert got[6].applied
