@@ -18,6 +18,7 @@ node's server), keyed by ``code`` below.
     ├── FailedPrecondition                e.g. deleting a bucket that is not empty
     ├── Unavailable                       not enough replicas / node down; retryable
     │   ├── Timeout                       the deadline passed; retryable
+    │   ├── Rebuilding                    a replica refilling a lost disk; ask another
     │   └── DiskUnavailable               a disk is failed, full or read-only
     │       ├── DiskFull
     │       └── DiskReadOnly
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "PickleRefused",
+    "Rebuilding",
     "ResourceExhausted",
     "Timeout",
     "Unauthenticated",
@@ -152,6 +154,14 @@ class DiskUnavailable(Unavailable):
     """A disk of a node is failed (I/O errors, gone, wrong identity) and cannot serve."""
 
     code = "DISK_UNAVAILABLE"
+
+
+class Rebuilding(Unavailable):
+    """A replica is being refilled from the others after losing a disk: its answer about
+    this key would not be authoritative, so it gives none. Quorum reads ask another
+    replica; a caller sees it only inside an Unavailable's outcomes."""
+
+    code = "REBUILDING"
 
 
 class DiskFull(DiskUnavailable):

@@ -38,6 +38,7 @@ from cairn.errors import (
     InternalError,
     InvalidArgument,
     NotFound,
+    Rebuilding,
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
@@ -353,7 +354,19 @@ class Coordinator:
             await self._create_local_bucket(w.bucket)
             return await self._local_write(w, value, chunks)
 
-    async def _local_head(self, bucket: str, key: bytes) -> ObjectInfo | None:
+    async def replica_head(self, bucket: str, key: bytes) -> ObjectInfo | None:
+        """This node's answer to a quorum read's head: its newest version (None if it
+        has never heard of the key).
+
+        Raises:
+            Rebuilding: this node's answer would not count (it is refilling a disk that
+                came back empty, or a disk is failed); the read asks another replica.
+        """
+        self.engine.engine.answers_for(self.partition(bucket, key))
+        return await self.local_head(bucket, key)
+
+    async def local_head(self, bucket: str, key: bytes) -> ObjectInfo | None:
+        """The newest version this node holds, tombstones included (None if none)."""
         try:
             return await self.engine.head(bucket, key, include_deleted=True)
         except NotFound:
@@ -425,7 +438,8 @@ class Coordinator:
         return tally
 
     def _note_failure(self, node: NodeId, exc: BaseException) -> None:
-        if isinstance(exc, Unavailable) and node != self.node_id:
+        if (isinstance(exc, Unavailable) and not isinstance(exc, Rebuilding)
+                and node != self.node_id):
             self.health.record_failure(node)
 
     def _target_op(self, w: ReplicaWrite, value: bytes | None
@@ -647,7 +661,7 @@ class Coordinator:
         """
         async def ask(node: NodeId) -> ObjectInfo | None:
             if node == self.node_id:
-                return await self._local_head(bucket, key)
+                return await self.replica_head(bucket, key)
             assert self.peers is not None
             return await self.peers.head(node, bucket, key, self.config.replica_timeout_s)
 
@@ -775,7 +789,7 @@ class Coordinator:
     async def _peer_or_local_head(self, node: NodeId, bucket: str, key: bytes
                                   ) -> ObjectInfo | None:
         if node == self.node_id:
-            return await self._local_head(bucket, key)
+            return await self.local_head(bucket, key)
         assert self.peers is not None
         return await self.peers.head(node, bucket, key, self.config.replica_timeout_s)
 
@@ -849,7 +863,7 @@ class Coordinator:
         source could be read or ``node`` could not be written. (A target that held that
         very version answers "applied" on the replica protocol, so it counts as COPIED.)"""
         if info is None:
-            info = await self._local_head(bucket, key)
+            info = await self.local_head(bucket, key)
             holders = [self.node_id]
             if info is None:
                 return Pushed.FAILED
@@ -888,7 +902,7 @@ class Coordinator:
         newest version another replica holds. Returns "repaired", "lost" (no replica
         has a good copy at least as new) or "gone" (nothing to repair any more)."""
         try:
-            local = await self._local_head(bucket, key)
+            local = await self.local_head(bucket, key)
         except IntegrityError:
             local = None  # the index entry itself is corrupt: any good copy replaces it
         else:
@@ -939,7 +953,7 @@ class Coordinator:
                 except CairnError as exc:
                     log.info("hint replay to node %s stopped: %s", node, exc)
                     break
-                if done or await self._local_head(hint.bucket, hint.key) is None:
+                if done or await self.local_head(hint.bucket, hint.key) is None:
                     await asyncio.to_thread(self.hints.remove, hint)
                     delivered += 1
         self.stats["hints_replayed"] += delivered

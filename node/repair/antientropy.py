@@ -33,6 +33,7 @@ log = logging.getLogger("cairn.repair")
 
 SURVEY_CONCURRENCY: Final = 16
 COPY_CONCURRENCY: Final = 4
+REBUILD_RETRY_S: Final = 5.0  # the next pass, while partitions are still to refill
 SURVEY_ATTEMPTS: Final = 3  # a survey spanning a disk failure starts again, this often
 
 
@@ -73,6 +74,8 @@ class AntiEntropy(Worker):
         # The first pass waits a full interval: right after a start, hints and read
         # repair cover a short absence, and a disk that came back empty kicks a pass.
         self._next_pass_at = time.monotonic() + interval_s
+        if len(coordinator.engine.engine.rebuild):  # a refill was under way at the stop
+            self._next_pass_at = time.monotonic()
         self._sem = asyncio.Semaphore(COPY_CONCURRENCY)
 
     # ------------------------------------------------------------------ status
@@ -111,7 +114,7 @@ class AntiEntropy(Worker):
                 return False
             self.pass_requested = False
             await self.survey()
-            self._next_pass_at = time.monotonic() + self.interval_s
+            self._next_pass_at = time.monotonic() + self._next_pass_in()
             if not self._todo:
                 self._finish_pass()
                 return False
@@ -120,6 +123,13 @@ class AntiEntropy(Worker):
         if not self._todo:
             self._finish_pass()
         return True
+
+    def _next_pass_in(self) -> float:
+        """The pass interval; sooner while partitions are still to be refilled (a peer
+        was unreachable): this node's reads of them wait on it."""
+        if len(self.coordinator.engine.engine.rebuild):
+            return min(self.interval_s, REBUILD_RETRY_S)
+        return self.interval_s
 
     def _finish_pass(self) -> None:
         self.passes += 1
@@ -134,18 +144,26 @@ class AntiEntropy(Worker):
         sem = asyncio.Semaphore(SURVEY_CONCURRENCY)
         below: dict[int, int] = {}
 
+        level: set[int] = set()  # every replica answered with the same tree
+
         async def one(partition: int) -> None:
             async with sem:
                 estimate = await self._compare(partition)
             if estimate is not None:
                 below[partition] = estimate
+            else:
+                level.add(partition)
 
         engine = self.coordinator.engine.engine
         for _attempt in range(SURVEY_ATTEMPTS):
             epoch = engine.disk_epoch
+            since = engine.rebuild.generation
             below.clear()
+            level.clear()
             await asyncio.gather(*(one(p) for p in targets))
             if engine.disk_epoch == epoch:
+                for p in level:
+                    engine.rebuild.done(p, since)  # nothing to refill there
                 break
             # A disk failed or came back during the survey: trees compared before that
             # describe data this node may no longer hold. Survey again.
@@ -195,9 +213,13 @@ class AntiEntropy(Worker):
         would copy the same objects again), except that a partition this node finds
         empty here is always pulled (a rebuild must not wait for its peers)."""
         result = PartitionResult(partition)
+        rebuild = self.coordinator.engine.engine.rebuild
+        rebuilding, since = partition in rebuild, rebuild.generation
         local = await self._local_digest(partition)
         for peer in self._peers_of(partition):
-            if peer < self.coordinator.node_id and local.entries:
+            # A partition being refilled levels with every peer itself: it is refilled
+            # only once each of them was levelled without an error.
+            if peer < self.coordinator.node_id and local.entries and not rebuilding:
                 continue
             try:
                 remote = await self._remote_digest(peer, partition)
@@ -210,6 +232,8 @@ class AntiEntropy(Worker):
             result.compared += 1
             await self._level(partition, peer, diff, result)
             local = await self._local_digest(partition)
+        if rebuilding and not result.errors:
+            rebuild.done(partition, since)
         still = await self._compare(partition)
         if still is None:
             self.below.pop(partition, None)
@@ -251,7 +275,10 @@ class AntiEntropy(Worker):
             except CairnError as exc:
                 result.errors.append(f"{info.bucket}/{info.key!r}: {exc}")
                 return
-            if done is not Pushed.COPIED:  # failed, or the target had it meanwhile
+            if done is Pushed.FAILED:
+                result.errors.append(f"{info.bucket}/{info.key!r}: no copy reached node {to}")
+                return
+            if done is not Pushed.COPIED:  # the target had it (or newer) meanwhile
                 return
             if pull:
                 result.pulled += 1

@@ -162,13 +162,15 @@ class Node:
             health_view, CoordinatorConfig(replica_timeout_s=config.replica_timeout_s,
                                             small_object_bytes=config.small_object_bytes))
         self.coordinator = coordinator
-        hints = self.hints
+        hints, engine = self.hints, self.engine
+
         def gauges() -> dict[str, float]:
             values = {
                 "pending_hints": float(len(hints) if hints else 0),
                 "read_repairs_total": float(coordinator.stats["read_repairs"]),
                 "hints_replayed_total": float(coordinator.stats["hints_replayed"]),
                 "hints_lost_total": float(coordinator.stats["hints_lost"]),
+                "partitions_rebuilding": float(len(engine.rebuild)),
             }
             if self.repair is not None:
                 for name, value in self.repair.status().items():
@@ -182,6 +184,10 @@ class Node:
             scrub_interval_s=config.scrub_interval_s,
             antientropy_interval_s=config.antientropy_interval_s,
             timeout_s=config.replica_timeout_s))
+        if self.peers is not None:
+            # A disk that comes back empty is refilled from the replicas, and this
+            # node's answers about those partitions do not count until it is.
+            self.engine.rebuild_scope = self.repair.antientropy.held_partitions
         ctx = make_context(config, coordinator, metrics)
         self._replica_service = ReplicaService(ctx)
         server.add_generic_rpc_handlers((

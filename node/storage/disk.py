@@ -1204,6 +1204,33 @@ class Disk:
             except lmdb.Error as exc:
                 raise self._lmdb_error(exc, "writing a bucket") from exc
 
+    def meta(self, name: bytes) -> bytes | None:
+        """A value of this disk's own metadata (``put_meta``), or None."""
+        self.check_readable()
+        with self._read_txn() as txn:
+            raw = txn.get(name, db=self._dbs[DB_META])
+            return bytes(raw) if raw is not None else None
+
+    def put_meta(self, name: bytes, value: bytes | None) -> None:
+        """Set (or, with None, remove) a value of this disk's metadata, durably.
+
+        Raises:
+            DiskUnavailable: the disk cannot take writes.
+        """
+        self.check_writable()
+        while True:
+            try:
+                with self._write_txn() as txn:
+                    if value is None:
+                        txn.delete(name, db=self._dbs[DB_META])
+                    else:
+                        txn.put(name, value, db=self._dbs[DB_META])
+                return
+            except lmdb.MapFullError:
+                self._grow_map()
+            except lmdb.Error as exc:
+                raise self._lmdb_error(exc, "writing disk metadata") from exc
+
     def buckets(self) -> dict[bytes, bytes]:
         self.check_readable()
         with self._read_txn() as txn:

@@ -31,6 +31,7 @@ from cairn.errors import (
     IntegrityError,
     InvalidArgument,
     NotFound,
+    Rebuilding,
     ResourceExhausted,
 )
 from cairn.types import Version, validate_bucket, validate_key
@@ -42,6 +43,7 @@ from .digest import Digest, build_digest, leaf_of
 from .disk import Disk, DiskState, Outcome
 from .fs import FileSystem
 from .reader import ObjectInfo, ObjectReader, info_from_entry
+from .rebuild import RebuildSet
 from .scrub import ScrubReport, scrub_disk
 
 log = logging.getLogger("cairn.storage")
@@ -116,6 +118,11 @@ class Engine:
         # node's any more.
         self._retired_failures = 0
         self._digest_epoch = 0
+        # Partitions to refill before this node's answers about them count (rebuild.py),
+        # and the partitions this node holds: set by a node that has replicas to refill
+        # from; without it a disk that comes back empty is not marked.
+        self.rebuild = RebuildSet()
+        self.rebuild_scope: Callable[[], Iterable[int]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,6 +141,7 @@ class Engine:
         for disk in self._readable():
             for name, info in disk.buckets().items():
                 self._buckets.setdefault(name.decode("ascii"), json.loads(info))
+            self.rebuild.load(disk)
         self._opened = True
         return self
 
@@ -757,6 +765,15 @@ class Engine:
             for name, info in self._buckets.items():
                 with contextlib.suppress(CairnError):
                     fresh.put_bucket(name.encode("ascii"), json.dumps(info).encode())
+            if self.rebuild_scope is not None:
+                try:
+                    self.rebuild.mark(fresh, self.rebuild_scope())
+                except CairnError as exc:
+                    log.error("disk %s not taken back: its rebuild could not be recorded: "
+                              "%s", disk.path, exc)
+                    with contextlib.suppress(Exception):
+                        fresh.close()
+                    continue
             self.disks[i] = fresh
             self._retired_failures += disk.failures + 1  # the disk epoch moves on
             self._order_cache.clear()
@@ -765,6 +782,23 @@ class Engine:
             reopened.append(disk.path)
             log.warning("disk %s was empty and is in use again; repair refills it", disk.path)
         return reopened
+
+    def answers_for(self, partition: int) -> None:
+        """Raise unless this node's heads for ``partition`` are complete enough to count
+        in a quorum read: not while the partition is still to be refilled after a disk
+        came back empty, nor while a disk is failed (what it held is unknown here).
+
+        Raises:
+            Rebuilding: the answer would not be authoritative; ask another replica.
+        """
+        if partition in self.rebuild:
+            raise Rebuilding(f"partition {partition} is being refilled from the other "
+                             "replicas after a disk came back empty; ask another replica")
+        if len(self.disks) > 1:
+            failed = [d.path for d in self.disks if d.state == DiskState.FAILED]
+            if failed:
+                raise Rebuilding(f"disk {', '.join(failed)} is failed: what it held is "
+                                 "unknown here; ask another replica")
 
     def compact(self, *, force: bool = False) -> builtins.list[CompactionReport]:
         """Rewrite sealed segments below ``compaction_live_ratio`` on every writable disk,

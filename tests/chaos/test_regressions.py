@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from cairn.cluster.placement import placement
-from cairn.v1 import object_pb2
+from cairn.v1 import admin_pb2, object_pb2
 from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.chaos, pytest.mark.cluster, pytest.mark.timeout(120)]
@@ -92,3 +92,61 @@ def test_hints_written_after_a_live_wipe_of_their_disk_survive_a_restart(tmp_pat
         c.procs[1].start()
         c.clients[1] = type(c.clients[1])(c.procs[1].address)
         assert c.client(1).status().pending_hints >= 20
+
+
+def test_wipe_a_disk_taken_back_empty_does_not_count_in_read_quorums(tmp_path):
+    """Found by ``--concurrent-faults 2`` (seed 3002: ``powerloss`` on one node, then
+    ``wipe`` on another): node 1 was down while node 3 coordinated a write (acked by 3
+    and 2), then node 3's disk was wiped and taken back empty. A quorum read hearing
+    nodes 1 and 3 found nothing and answered "not found": an acknowledged write lost.
+    A disk taken back empty now keeps its node's heads out of read quorums until
+    anti-entropy has refilled it; here the read must fail Unavailable, not NotFound,
+    and succeed once the refill can run."""
+    with Cluster(tmp_path / "c", nodes=3) as c:
+        c.client(3).objects.CreateBucket(object_pb2.CreateBucketRequest(bucket=b"app"))
+        c.kill(1)
+        value = b"acknowledged" * 5000  # 60 KB
+        c.client(3).put("app", b"k", value, timeout=10)  # on nodes 3 and 2
+        # Node 3's refill may not copy anything yet (1 byte/s: the copy waits for hours).
+        c.client(3).admin.SetRepairRate(admin_pb2.SetRepairRateRequest(rate_bytes_s=1),
+                                        timeout=10)
+        node_dir = c.root / "node-3"
+        for entry in list(node_dir.iterdir()):  # an operator's rm -rf, live
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        deadline = time.monotonic() + 30
+        while not (node_dir / "CAIRN-DISK").exists() or not all(
+                d.state == "ok" for d in c.client(3).status().disks):
+            assert time.monotonic() < deadline, "node 3 did not take its disk back"
+            time.sleep(0.2)
+        assert c.client(3).local("app", b"k") is None  # the wipe took node 3's copy
+        c.kill(2)  # the one whole copy left is out of reach
+        c.restart(1)
+        c.clients[1] = type(c.clients[1])(c.procs[1].address)
+        with pytest.raises(grpc.RpcError) as caught:
+            c.client(1).get("app", b"k", timeout=15)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
+        assert "REBUILDING" in caught.value.details() or "refilled" in caught.value.details()
+        c.restart(2)
+        c.clients[2] = type(c.clients[2])(c.procs[2].address)
+        c.client(3).admin.SetRepairRate(admin_pb2.SetRepairRateRequest(rate_bytes_s=0),
+                                        timeout=10)
+        deadline = time.monotonic() + 60
+        while (got := _get_or_unavailable(c.client(1), b"k")) is None:
+            assert time.monotonic() < deadline, "the read stayed unavailable"
+            time.sleep(0.5)
+        assert got == value
+        c.client(3).repair(wait=True)
+        assert c.client(3).local("app", b"k") is not None
+
+
+def _get_or_unavailable(client, key: bytes) -> bytes | None:
+    """The value, or None while the read is UNAVAILABLE (any other error fails)."""
+    try:
+        return client.get("app", key, timeout=10)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        return None

@@ -42,6 +42,7 @@ EXPORTED = [
     "NotFound",
     "ObjectInfo",
     "PickleRefused",
+    "Rebuilding",
     "RepairResult",
     "RepairStatus",
     "ResourceExhausted",

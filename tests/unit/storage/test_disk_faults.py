@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-from cairn.errors import DiskUnavailable, IntegrityError
+from cairn.errors import DiskUnavailable, IntegrityError, Rebuilding
 from cairn.node.storage import Engine, EngineConfig
 from cairn.node.storage import format as fmt
 from cairn.node.storage.disk import IDENTITY_CHECK_INTERVAL_S
 from cairn.node.storage.fs import Fault, FaultyFileSystem
+from cairn.node.storage.rebuild import META_KEY
 from cairn.types import Version
 
 pytestmark = pytest.mark.unit
@@ -205,3 +206,63 @@ def test_a_failed_first_open_at_start_leaves_the_directory_empty(tmp_path):
         assert [d.state for d in engine.disks] == ["ok", "ok"]
     finally:
         engine.close()
+
+
+def test_wipe_a_disk_taken_back_empty_answers_for_no_partition_until_refilled(tmp_path):
+    """Found by the chaos suite (seed 3002: a node down during a write, then the
+    coordinator's disk wiped): a disk taken back empty answered "not found" for what it
+    had lost, and a quorum read counting that answer missed an acknowledged write. The
+    partitions the node held are marked, durably, until anti-entropy refills them."""
+    disk = tmp_path / "disk-0"
+    disk.mkdir()
+    config = EngineConfig(disks=(str(disk),), min_free_bytes=0)
+    engine = Engine(config).open()
+    try:
+        engine.rebuild_scope = lambda: [1, 2, 3]
+        _fill(engine)
+        engine.answers_for(3)  # complete: nothing was lost
+        _wipe(disk)
+        time.sleep(IDENTITY_CHECK_INTERVAL_S * 2)
+        with pytest.raises(DiskUnavailable):
+            engine.head("app", b"k-01")
+        stale = engine.rebuild.generation
+        assert engine.check_disks() == [str(disk)]
+        for p in (1, 2, 3):
+            with pytest.raises(Rebuilding):
+                engine.answers_for(p)
+        engine.answers_for(9)  # a partition this node does not hold
+        engine.rebuild.done(3, since=stale)  # levelling begun before the disk came back
+        assert 3 in engine.rebuild
+        engine.rebuild.done(3, since=engine.rebuild.generation)
+        engine.answers_for(3)
+    finally:
+        engine.close()
+    engine = Engine(config).open()  # the marks outlive a restart
+    try:
+        assert engine.rebuild.pending() == {1, 2}
+        with pytest.raises(Rebuilding):
+            engine.answers_for(1)
+        for p in (1, 2):
+            engine.rebuild.done(p, since=engine.rebuild.generation)
+        assert disk_meta(engine) is None
+    finally:
+        engine.close()
+    engine = Engine(config).open()
+    try:
+        assert len(engine.rebuild) == 0
+        engine.answers_for(1)
+    finally:
+        engine.close()
+
+
+def test_a_failed_disk_of_several_makes_the_node_answer_for_nothing(make_engine, tmp_path):
+    engine = make_engine(disks=2)
+    _fill(engine)
+    engine.answers_for(3)
+    engine.disks[1]._fail("injected: the disk died")
+    with pytest.raises(Rebuilding):
+        engine.answers_for(3)
+
+
+def disk_meta(engine):
+    return engine.disks[0].meta(META_KEY)
