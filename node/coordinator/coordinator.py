@@ -333,10 +333,14 @@ class Coordinator:
                                               partition=w.partition)
         elif chunks is not None:
             # Size and checksum of a stream are checked by whoever frames it (the
-            # service against PutEnd, the replica service against its PutEnd).
+            # service against PutEnd, the replica service against its PutEnd), and here
+            # against the version's own when they are known (a copy of a stored version
+            # always knows them; an upload, its size if the client announced it): a
+            # copy that lost bytes on the way is never stored under the full version.
             result = await self.engine.put_stream(
                 w.bucket, w.key, chunks, version=w.version, partition=w.partition,
-                codec=w.codec, metadata=w.metadata)
+                codec=w.codec, metadata=w.metadata, size=w.size or None,
+                checksum=w.checksum or None)
         else:
             assert value is not None
             result = await self.engine.put(
@@ -577,13 +581,20 @@ class Coordinator:
 
         async def source(node: NodeId) -> AsyncIterator[bytes]:
             q = queues[node]
+            given = 0
             while True:
                 item = await q.get()
                 if item is end:
+                    if given != box["size"]:  # a chunk went missing on its way here
+                        log.error("upload of %s/%r: replica %s was handed %d of %d bytes; "
+                                  "its copy is aborted", bucket, key, node, given, box["size"])
+                        raise InternalError(f"replica {node} was handed {given} of "
+                                            f"{box['size']} bytes of the upload")
                     return
                 if isinstance(item, BaseException):
                     raise item
                 assert isinstance(item, bytes)
+                given += len(item)
                 yield item
 
         tasks: dict[NodeId, asyncio.Task[ReplicaAck]] = {}
@@ -890,8 +901,10 @@ class Coordinator:
                     ack = await send(node, w, data, None)
                 else:
                     ack = await send(node, w, None, result.chunks)
-            except (IntegrityError, Unavailable) as exc:
-                # A bad or unreachable source is never used: try the next holder.
+            except (IntegrityError, InvalidArgument, Unavailable) as exc:
+                # A bad or unreachable source is never used: try the next holder. (A
+                # copy that arrived short or changed fails the target's size or checksum
+                # check: InvalidArgument or IntegrityError.)
                 log.info("copy of %s/%r from node %s failed: %s", bucket, key, source, exc)
                 continue
             return _pushed(ack)

@@ -9,8 +9,8 @@ import pytest
 from cairn.cluster.clustermap import ClusterMap, NodeInfo
 from cairn.cluster.hlc import HybridClock
 from cairn.cluster.ids import NodeId
-from cairn.errors import Unavailable
-from cairn.node.coordinator import Coordinator, Pushed, ReplicaAck
+from cairn.errors import NotFound, Unavailable
+from cairn.node.coordinator import Coordinator, Pushed, RemoteRead, ReplicaAck
 from cairn.node.storage import Engine, EngineConfig
 from cairn.node.storage.aio import AsyncEngine
 from cairn.types import Version
@@ -84,3 +84,36 @@ async def test_no_readable_source_fails(engines):
     assert outcome is Pushed.FAILED and not outcome
     assert await coordinator(a, EnginePeers(b)).push(NodeId(2), "app", b"none") \
         is Pushed.FAILED
+
+
+class ShortSource(EnginePeers):
+    """Node 3 holds the version but its stream stops early, cleanly (as a source that
+    lost bytes on the way would look): the copy must not be stored."""
+
+    def __init__(self, target: Engine, source: Engine, keep: int) -> None:
+        super().__init__(target)
+        self.source, self.keep = source, keep
+
+    async def read(self, node, bucket, key, version, start, end, timeout_s):
+        reader = self.source.get(bucket, key)
+        data = reader.read()[: self.keep]
+
+        async def chunks():
+            yield data
+
+        return RemoteRead(reader.info, 0, len(data), chunks())
+
+
+async def test_a_copy_that_arrives_short_is_not_stored_under_the_version(engines):
+    """Found by the chaos hunt (seed 3005): a replica held a large object's version with
+    a third of its bytes. A copy is now checked against the version's size and checksum
+    before it is stored."""
+    a, b = engines
+    value = bytes(range(256)) * 40_000  # 10 MB: streamed, not sent whole
+    b.put("app", b"big", value, version=NEW)
+    info = b.head("app", b"big")
+    c = coordinator(a, ShortSource(a, b, keep=3_000_000))
+    outcome = await c.push(NodeId(1), "app", b"big", info, [NodeId(3)])
+    assert outcome is Pushed.FAILED
+    with pytest.raises(NotFound):
+        a.head("app", b"big")
