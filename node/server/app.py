@@ -51,6 +51,7 @@ MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 SERVICE_NAMES: Final = ("", "cairn.v1.ObjectService", "cairn.v1.AdminService",
                         "cairn.v1.ReplicaService")
 HINTS_DIR: Final = "hints"
+CREATED_DISK_CHECK_S: Final = 2.0  # deadline of asking the others whether they hold data
 
 
 def _generic_handler(service_descriptor: Any, servicer: Any) -> grpc.GenericRpcHandler:
@@ -188,6 +189,7 @@ class Node:
             # A disk that comes back empty is refilled from the replicas, and this
             # node's answers about those partitions do not count until it is.
             self.engine.rebuild_scope = self.repair.antientropy.held_partitions
+            await self._mark_created_disks(self.peers, cluster_map, node_id)
         ctx = make_context(config, coordinator, metrics)
         self._replica_service = ReplicaService(ctx)
         server.add_generic_rpc_handlers((
@@ -215,6 +217,34 @@ class Node:
         self.repair.start()
         log.info("listening", extra={"address": self.address, "node_id": config.node_id,
                                      "disks": list(config.data), "epoch": cluster_map.epoch})
+
+    async def _mark_created_disks(self, peers: GrpcPeers, cluster_map: ClusterMap,
+                                  node_id: NodeId) -> None:
+        """A disk this start created (its directory was empty) in a cluster whose other
+        nodes hold data replaced a lost one, or joined a node to a cluster in use: either
+        way it must be refilled before this node's answers count (rebuild.py). In a new
+        cluster the other nodes hold nothing (or are not up yet) and nothing is marked."""
+        assert self.engine is not None
+        engine = self.engine
+        created = [d for d in engine.disks if d.created and d.state != "failed"]
+        scope = engine.rebuild_scope
+        if not created or scope is None:
+            return
+        others = [n for n in cluster_map.node_ids if n != node_id]
+        counts = await asyncio.gather(
+            *(peers.object_count(n, CREATED_DISK_CHECK_S) for n in others),
+            return_exceptions=True)
+        holding = [int(n) for n, c in zip(others, counts, strict=True)
+                   if isinstance(c, int) and c > 0]
+        if not holding:
+            return
+        for disk in created:
+            await asyncio.to_thread(engine.rebuild.mark, disk, scope())
+        if self.repair is not None:
+            self.repair.antientropy.kick()
+        log.warning("started on new empty disk(s) %s while nodes %s hold data: refilling "
+                    "them; this node's answers count once that is done",
+                    ", ".join(d.path for d in created), holding)
 
     async def _background_loop(self) -> None:
         """Probe the other nodes and replay hints to those that answer."""

@@ -462,6 +462,14 @@ class GrpcPeers:
                     self._closing.add(task)
                     task.add_done_callback(self._closing.discard)
 
+    async def object_count(self, node: NodeId, timeout_s: float) -> int:
+        """How many objects ``node`` holds (its admin status), failing fast if it is down."""
+        self._stub(node)
+        stub = admin_pb2_grpc.AdminServiceStub(self._channels[node])  # type: ignore[no-untyped-call]
+        reply = await self._call(node, stub.Status(admin_pb2.StatusRequest(),
+                                                   timeout=timeout_s))
+        return int(reply.status.object_count)
+
     async def ping(self, node: NodeId, timeout_s: float) -> bool:
         self._stub(node)
         stub = health_pb2_grpc.HealthStub(self._channels[node])

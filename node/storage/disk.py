@@ -190,6 +190,7 @@ class Disk:
         self.stats = DiskStats()
         self._env: lmdb.Environment | None = None
         self._initializing = False  # a first open of an empty directory is under way
+        self.created = False  # this open made the disk (its directory was empty)
         self._dbs: dict[bytes, lmdb._Database] = {}
         self._seg_dir = os.path.join(self.path, SEGMENT_DIR)
         self._cond = threading.Condition()  # guards the queue, the active segment, states
@@ -286,7 +287,7 @@ class Disk:
         self._marker_identity = (st.st_dev, st.st_ino)
         self.was_mount_point = os.path.ismount(self.path)
         self._recover_segments()
-        self._initializing = False
+        self.created, self._initializing = self._initializing, False
         self.state = DiskState.OK
         self.error = ""
         self._refresh_state()

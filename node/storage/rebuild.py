@@ -13,8 +13,8 @@ cleared one by one as anti-entropy levels them. The coordinator and the replica 
 answer a head for a marked partition with ``Rebuilding``: a quorum read asks another
 replica instead. Writes are taken as always (they count toward W).
 
-A node started on an empty disk is not marked: the node cannot tell a new cluster from
-a disk replaced while it was down (docs/repair.md, "Lost disks and nodes").
+A node started on a disk it created is marked by the node (``cairn.node.server.app``)
+when the other nodes hold data: a replacement or a new member, not a new cluster.
 """
 
 from __future__ import annotations

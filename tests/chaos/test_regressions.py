@@ -142,6 +142,61 @@ def test_wipe_a_disk_taken_back_empty_does_not_count_in_read_quorums(tmp_path):
         assert c.client(3).local("app", b"k") is not None
 
 
+def test_replace_a_node_restarted_on_an_empty_disk_does_not_count_in_read_quorums(tmp_path):
+    """The same loss through the ``replace`` fault (seed 3002 again, after the fix
+    above): the node is stopped, its disk swapped for an empty one and the node started
+    again. A node started on a disk it created, while the other nodes hold data, is a
+    replacement (or a new member): it refills before its answers count."""
+    with Cluster(tmp_path / "c", nodes=3) as c:
+        c.client(3).objects.CreateBucket(object_pb2.CreateBucketRequest(bucket=b"app"))
+        c.kill(1)
+        value = b"acknowledged" * 5000
+        c.client(3).put("app", b"k", value, timeout=10)  # on nodes 3 and 2
+        c.procs[3].stop()
+        _remove_contents(c.root / "node-3")  # the new, empty disk
+        # Its refill may not copy anything yet (1 byte/s: the copy waits for hours).
+        c.procs[3].env = {**(c.procs[3].env or {}), "CAIRN_REPAIR_RATE_BYTES_S": "1"}
+        c.restart(3)
+        c.clients[3] = type(c.clients[3])(c.procs[3].address)
+        assert c.client(3).local("app", b"k") is None
+        c.kill(2)  # the one whole copy left is out of reach
+        c.restart(1)
+        c.clients[1] = type(c.clients[1])(c.procs[1].address)
+        with pytest.raises(grpc.RpcError) as caught:
+            c.client(1).get("app", b"k", timeout=15)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
+        c.restart(2)
+        c.clients[2] = type(c.clients[2])(c.procs[2].address)
+        c.client(3).admin.SetRepairRate(admin_pb2.SetRepairRateRequest(rate_bytes_s=0),
+                                        timeout=10)
+        deadline = time.monotonic() + 60
+        while (got := _get_or_unavailable(c.client(1), b"k")) is None:
+            assert time.monotonic() < deadline, "the read stayed unavailable"
+            time.sleep(0.5)
+        assert got == value
+
+
+def test_a_new_cluster_answers_reads_at_once(tmp_path):
+    """Nodes started together on empty disks are a new cluster, not replacements:
+    nothing to refill, and a read right after the first write is answered."""
+    with Cluster(tmp_path / "c", nodes=3) as c:
+        c.client(1).objects.CreateBucket(object_pb2.CreateBucketRequest(bucket=b"app"))
+        c.client(1).put("app", b"k", b"v", timeout=10)
+        for n in (1, 2, 3):
+            assert c.client(n).get("app", b"k", timeout=10) == b"v"
+        with pytest.raises(grpc.RpcError) as caught:
+            c.client(2).get("app", b"absent", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _remove_contents(directory) -> None:
+    for entry in list(directory.iterdir()):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def _get_or_unavailable(client, key: bytes) -> bytes | None:
     """The value, or None while the read is UNAVAILABLE (any other error fails)."""
     try:
