@@ -197,6 +197,9 @@ def repair_line(r: Any) -> str:
         f"redundancy  to copy {format_bytes(r.bytes_to_copy)}  eta {eta}  "
         f"rate {format_rate(r.rate_bytes_s)}  scrub {r.scrub_progress:.0%} "
         f"({r.scrub_passes} {passes})  repaired {r.scrub_repaired}  lost {r.scrub_lost}"
+        + (f"  deferred {r.scrub_deferred}" if r.scrub_deferred else "")
+        + (f"  rebuilding {r.partitions_rebuilding} partitions"
+           if r.partitions_rebuilding else "")
     )
 
 

@@ -352,6 +352,8 @@ def _repair_status(r: admin_pb2.RepairStatus) -> core.RepairStatus:
         scrub_checked=r.scrub_checked,
         scrub_repaired=r.scrub_repaired,
         scrub_lost=r.scrub_lost,
+        scrub_deferred=r.scrub_deferred,
+        partitions_rebuilding=r.partitions_rebuilding,
     )
 
 

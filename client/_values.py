@@ -354,6 +354,10 @@ class RepairStatus:
         scrub_repaired: damaged records it replaced with a verified copy from a replica.
         scrub_lost: damaged records no replica had a good copy of (reads fail with
             DATA_LOSS).
+        scrub_deferred: damaged records whose repair waits for a replica that did
+            not answer (tried again with backoff).
+        partitions_rebuilding: partitions this node is refilling after a lost disk;
+            its answers about them do not count in read quorums until then.
     """
 
     partitions_held: int = 0
@@ -372,6 +376,8 @@ class RepairStatus:
     scrub_checked: int = 0
     scrub_repaired: int = 0
     scrub_lost: int = 0
+    scrub_deferred: int = 0
+    partitions_rebuilding: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,7 @@ class NodeStatus(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., software_version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., epoch: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[DiskStatus, _Mapping]]] = ..., object_count: _Optional[int] = ..., pending_hints: _Optional[int] = ..., zone: _Optional[str] = ..., counters: _Optional[_Mapping[str, int]] = ..., labels: _Optional[_Mapping[str, str]] = ..., tombstone_count: _Optional[int] = ..., repair: _Optional[_Union[RepairStatus, _Mapping]] = ...) -> None: ...
 
 class RepairStatus(_message.Message):
-    __slots__ = ("partitions_held", "partitions_below_redundancy", "bytes_to_copy", "eta_s", "rate_bytes_s", "antientropy_passes", "antientropy_last_pass_ms", "objects_pulled", "objects_pushed", "bytes_copied", "scrub_progress", "scrub_passes", "scrub_last_pass_ms", "scrub_checked", "scrub_repaired", "scrub_lost")
+    __slots__ = ("partitions_held", "partitions_below_redundancy", "bytes_to_copy", "eta_s", "rate_bytes_s", "antientropy_passes", "antientropy_last_pass_ms", "objects_pulled", "objects_pushed", "bytes_copied", "scrub_progress", "scrub_passes", "scrub_last_pass_ms", "scrub_checked", "scrub_repaired", "scrub_lost", "scrub_deferred", "partitions_rebuilding")
     PARTITIONS_HELD_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_BELOW_REDUNDANCY_FIELD_NUMBER: _ClassVar[int]
     BYTES_TO_COPY_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,8 @@ class RepairStatus(_message.Message):
     SCRUB_CHECKED_FIELD_NUMBER: _ClassVar[int]
     SCRUB_REPAIRED_FIELD_NUMBER: _ClassVar[int]
     SCRUB_LOST_FIELD_NUMBER: _ClassVar[int]
+    SCRUB_DEFERRED_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_REBUILDING_FIELD_NUMBER: _ClassVar[int]
     partitions_held: int
     partitions_below_redundancy: int
     bytes_to_copy: int
@@ -147,7 +149,9 @@ class RepairStatus(_message.Message):
     scrub_checked: int
     scrub_repaired: int
     scrub_lost: int
-    def __init__(self, partitions_held: _Optional[int] = ..., partitions_below_redundancy: _Optional[int] = ..., bytes_to_copy: _Optional[int] = ..., eta_s: _Optional[float] = ..., rate_bytes_s: _Optional[int] = ..., antientropy_passes: _Optional[int] = ..., antientropy_last_pass_ms: _Optional[int] = ..., objects_pulled: _Optional[int] = ..., objects_pushed: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., scrub_progress: _Optional[float] = ..., scrub_passes: _Optional[int] = ..., scrub_last_pass_ms: _Optional[int] = ..., scrub_checked: _Optional[int] = ..., scrub_repaired: _Optional[int] = ..., scrub_lost: _Optional[int] = ...) -> None: ...
+    scrub_deferred: int
+    partitions_rebuilding: int
+    def __init__(self, partitions_held: _Optional[int] = ..., partitions_below_redundancy: _Optional[int] = ..., bytes_to_copy: _Optional[int] = ..., eta_s: _Optional[float] = ..., rate_bytes_s: _Optional[int] = ..., antientropy_passes: _Optional[int] = ..., antientropy_last_pass_ms: _Optional[int] = ..., objects_pulled: _Optional[int] = ..., objects_pushed: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., scrub_progress: _Optional[float] = ..., scrub_passes: _Optional[int] = ..., scrub_last_pass_ms: _Optional[int] = ..., scrub_checked: _Optional[int] = ..., scrub_repaired: _Optional[int] = ..., scrub_lost: _Optional[int] = ..., scrub_deferred: _Optional[int] = ..., partitions_rebuilding: _Optional[int] = ...) -> None: ...
 
 class DiskStatus(_message.Message):
     __slots__ = ("path", "disk_id", "state", "error", "used_bytes", "free_bytes", "object_count", "segment_count", "live_bytes", "dead_bytes")

@@ -912,8 +912,10 @@ class Coordinator:
 
     async def repair_copy(self, bucket: str, key: bytes) -> str:
         """Replace this node's damaged copy of (bucket, key) with a verified copy of the
-        newest version another replica holds. Returns "repaired", "lost" (no replica
-        has a good copy at least as new) or "gone" (nothing to repair any more)."""
+        newest version another replica holds. Returns "repaired", "lost" (every other
+        replica answered, and none has a good copy at least as new), "deferred" (some
+        replica did not answer: try again later) or "gone" (nothing to repair any
+        more)."""
         try:
             local = await self.local_head(bucket, key)
         except IntegrityError:
@@ -937,6 +939,8 @@ class Coordinator:
             info = next(i for i, _ in found if i.version == version)
             if await self.push(self.node_id, bucket, key, info, holders):
                 return "repaired"
+        if any(isinstance(a, BaseException) for a in answers):
+            return "deferred"  # the replica that did not answer may hold a good copy
         return "lost"
 
     async def _local_write_any(self, node: NodeId, w: ReplicaWrite, value: bytes | None,

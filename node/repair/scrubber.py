@@ -24,6 +24,12 @@ log = logging.getLogger("cairn.repair")
 
 BATCH: Final = 64
 LOST_KEPT: Final = 100
+# A damaged copy whose repair was deferred (a replica did not answer, no copy could be
+# read) is tried again after RETRY_FIRST_S, doubling up to RETRY_MAX_S, RETRY_ATTEMPTS
+# times in all (about 10 minutes) before it is counted lost.
+RETRY_FIRST_S: Final = 1.0
+RETRY_MAX_S: Final = 30.0
+RETRY_ATTEMPTS: Final = 25
 
 
 class Scrubber(Worker):
@@ -45,17 +51,21 @@ class Scrubber(Worker):
         self._pass_checked = 0
         self._pass_total = 1
         self._next_pass_at = time.monotonic() + interval_s
+        self.deferred: dict[bytes, tuple[int, float]] = {}  # okey -> (attempts, due at)
 
     def status(self) -> dict[str, Any]:
         progress = 0.0 if self._cursor is None else min(1.0,
                                                         self._pass_checked / self._pass_total)
         return {**super().status(), "passes": self.passes, "last_pass_ms": self.last_pass_ms,
                 "progress": progress, "checked": self.checked, "repaired": self.repaired,
-                "lost": self.lost, "lost_keys": list(self.lost_keys)}
+                "lost": self.lost, "lost_keys": list(self.lost_keys),
+                "deferred": len(self.deferred)}
 
     async def run_once(self) -> bool:
         """Verify one batch of records (starting a pass when one is due)."""
         engine = self.coordinator.engine.engine
+        if await self._retry_one():
+            return True
         if self._cursor is None:
             if not self.pass_requested and time.monotonic() < self._next_pass_at:
                 return False
@@ -97,14 +107,31 @@ class Scrubber(Worker):
                 break
         return out
 
+    async def _retry_one(self) -> bool:
+        """Try again the deferred repair that is due first, if any is due."""
+        now = time.monotonic()
+        due = [(at, okey) for okey, (_n, at) in self.deferred.items() if at <= now]
+        if not due:
+            return False
+        _at, okey = min(due)
+        await self._repair(okey, "its repair was deferred")
+        return True
+
     async def _repair(self, okey: bytes, reason: str) -> None:
         bucket_b, key = fmt.split_object_key(okey)
         bucket = bucket_b.decode("ascii")
         log.warning("scrub found %s/%r damaged: %s", bucket, key, reason)
         outcome = await self.coordinator.repair_copy(bucket, key)
+        attempts = self.deferred.pop(okey, (0, 0.0))[0] + 1
+        if outcome == "deferred" and attempts < RETRY_ATTEMPTS:
+            wait = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1))
+            self.deferred[okey] = (attempts, time.monotonic() + wait)
+            log.info("repair of %s/%r deferred (attempt %d): again in %.0f s", bucket, key,
+                     attempts, wait)
+            return
         if outcome == "repaired":
             self.repaired += 1
-        elif outcome == "lost":
+        elif outcome in ("lost", "deferred"):
             self.lost += 1
             if len(self.lost_keys) < LOST_KEPT:
                 self.lost_keys.append(f"{bucket}/{key.decode('utf-8', 'replace')}")

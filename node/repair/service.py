@@ -137,4 +137,6 @@ class Repair:
             "scrub_checked": sc["checked"],
             "scrub_repaired": sc["repaired"],
             "scrub_lost": sc["lost"],
+            "scrub_deferred": sc["deferred"],
+            "partitions_rebuilding": len(self.coordinator.engine.engine.rebuild),
         }

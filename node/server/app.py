@@ -163,7 +163,7 @@ class Node:
             health_view, CoordinatorConfig(replica_timeout_s=config.replica_timeout_s,
                                             small_object_bytes=config.small_object_bytes))
         self.coordinator = coordinator
-        hints, engine = self.hints, self.engine
+        hints = self.hints
 
         def gauges() -> dict[str, float]:
             values = {
@@ -171,7 +171,6 @@ class Node:
                 "read_repairs_total": float(coordinator.stats["read_repairs"]),
                 "hints_replayed_total": float(coordinator.stats["hints_replayed"]),
                 "hints_lost_total": float(coordinator.stats["hints_lost"]),
-                "partitions_rebuilding": float(len(engine.rebuild)),
             }
             if self.repair is not None:
                 for name, value in self.repair.status().items():

@@ -106,6 +106,32 @@ def test_a_record_damaged_on_every_replica_is_lost_never_served(tmp_path):
         assert info.value.code() == grpc.StatusCode.DATA_LOSS
 
 
+def test_truncate_a_damaged_record_whose_replicas_are_down_is_repaired_when_they_return(
+        tmp_path):
+    """Found by the chaos suite (seed 3004: a segment deleted on one node while another
+    was cut off): a scrub that could not reach the other replicas counted the record
+    lost, and it stayed damaged until the next day's pass. Its repair is now deferred
+    and tried again until a replica answers."""
+    with Cluster(tmp_path / "c") as c:  # anti-entropy idle: the scrubber alone repairs
+        create_bucket(c)
+        value = value_of(b"victim", 3_000)
+        c.client(1).put("app", b"victim", value)
+        c.replicas_agree("app", [b"victim"])
+        assert flip_in_segments(tmp_path / "c" / "node-2", value) >= 1
+        c.kill(1)
+        c.kill(3)
+        c.client(2).scrub()
+        status = wait_for("a scrub pass", lambda: (s := c.client(2).status()).repair.scrub_passes
+                          and s)
+        assert status.repair.scrub_lost == 0, "no replica answered: nothing is known lost"
+        assert status.repair.scrub_deferred == 1
+        c.restart(1)
+        wait_for("the deferred repair", lambda: c.client(2).status().repair.scrub_repaired)
+        assert c.client(2).read_local("app", b"victim") == value
+        status = c.client(2).status()
+        assert status.repair.scrub_deferred == 0 and status.repair.scrub_lost == 0
+
+
 def test_a_wiped_disk_is_rebuilt_under_load(tmp_path):
     with Cluster(tmp_path / "c", env={i: FAST_AE for i in (1, 2, 3)}) as c:
         create_bucket(c)

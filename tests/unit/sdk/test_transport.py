@@ -287,7 +287,8 @@ def test_node_status_carries_the_repair_status():
         "antientropy_last_pass_ms": 1_700_000_000_000, "objects_pulled": 11,
         "objects_pushed": 12, "bytes_copied": 13 << 20, "scrub_progress": 0.25,
         "scrub_passes": 2, "scrub_last_pass_ms": 1_700_000_001_000, "scrub_checked": 1000,
-        "scrub_repaired": 4, "scrub_lost": 1,
+        "scrub_repaired": 4, "scrub_lost": 1, "scrub_deferred": 2,
+        "partitions_rebuilding": 9,
     }
     pb.status.repair.CopyFrom(admin_pb2.RepairStatus(**values))
     got = transport._node_status(pb).repair
