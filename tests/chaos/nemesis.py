@@ -3,7 +3,13 @@
 Each fault is injected on one node, held for a while, then healed; the next fault starts
 only after the previous one was healed, so at most one node is ever down or damaged.
 A run may ask for several nemeses at once (``--concurrent-faults``): each then damages a
-node no other one holds, so that many faults overlap.
+node no other one holds, so that many faults overlap. Of the faults that destroy stored
+copies (``DESTROYS``: wiped, replaced or vanished disks, flipped, truncated or deleted
+bytes) only one is in force at a time, from its injection until the node reports its
+damage repaired (no partition left to refill, no scrub repair deferred): with N = 3
+and W = 2 a write survives the loss of one copy, not of two (docs/consistency.md).
+Faults that only stop a node for a while (kill, pause, partitions, full or read-only
+disks, power loss of unsynced bytes) overlap with anything.
 Every choice (which fault, which node, how long, which bytes) comes from one seeded
 ``random.Random``, so a seed replays the same schedule; the instants at which faults
 land relative to client calls depend on timing and are not replayed exactly.
@@ -73,6 +79,9 @@ def available_kinds() -> tuple[list[str], dict[str, str]]:
     """The kinds this machine can inject, and why the others cannot run."""
     skipped = {k: why for k, f in UNAVAILABLE.items() if (why := f())}
     return [*KINDS, *(k for k in INJECTORS if k not in skipped)], skipped
+# Fault kinds that destroy stored copies: at most one in force at a time (see above).
+DESTROYS = frozenset({"flip", "wipe", "lmdb-flip", "truncate", "replace", "vanish"})
+REPAIRED_TIMEOUT_S = 60.0  # a destroying fault waits this long for its repair, at most
 HOLD_S = (2.0, 6.0)  # how long a fault is held
 GAP_S = (1.0, 3.0)  # quiet time between a heal and the next fault
 SKEW_MS = (60_000, 600_000)  # 1 to 10 minutes, ahead or behind
@@ -113,7 +122,7 @@ class Nemesis(threading.Thread):
 
     def __init__(self, cluster: Cluster, history: History, rng: random.Random,
                  stop: threading.Event, kinds: list[str], busy: set[int] | None = None,
-                 name: str = "nemesis") -> None:
+                 name: str = "nemesis", destroying: set[int] | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self.cluster = cluster
         self.history = history
@@ -126,6 +135,9 @@ class Nemesis(threading.Thread):
         # Nodes some nemesis is damaging right now, shared by the nemeses of a run with
         # several faults at a time: each picks a node no other one holds.
         self.busy = busy if busy is not None else set()
+        # The node whose copies a destroying fault damaged and are not repaired yet
+        # (shared like ``busy``): no other destroying fault starts meanwhile.
+        self.destroying = destroying if destroying is not None else set()
 
     def run(self) -> None:
         try:
@@ -138,15 +150,39 @@ class Nemesis(threading.Thread):
             self.crashed = exc
 
     def one_fault(self, kind: str) -> None:
+        destroys = kind in DESTROYS
         with _BUSY_LOCK:
+            if destroys and self.destroying:
+                return  # another node's copies are damaged and not repaired yet: skip
             free = [n for n in sorted(self.cluster.procs) if n not in self.busy]
             node = self.rng.choice(free)
             self.busy.add(node)
+            if destroys:
+                self.destroying.add(node)
         try:
             self._fault_on(kind, node)
+            if destroys:
+                self._wait_repaired(node)
         finally:
             with _BUSY_LOCK:
                 self.busy.discard(node)
+                self.destroying.discard(node)
+
+    def _wait_repaired(self, node: int) -> None:
+        """Until ``node`` refilled what it lost and repaired what it could not yet (or
+        ``REPAIRED_TIMEOUT_S`` passed, or the round ended: the runner's repair phase
+        checks the rest)."""
+        def repaired() -> bool:
+            r = self.cluster.client(node).status().repair
+            return r.partitions_rebuilding == 0 and r.scrub_deferred == 0
+
+        if self.stop_event.is_set():
+            return  # the round ends: its repair phase waits for the repairs
+        started = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            wait_for(f"node {node} to repair its damage", repaired, REPAIRED_TIMEOUT_S)
+        self.history.nemesis(action="repaired", node=node,
+                             wait_s=round(time.monotonic() - started, 2))
 
     def _fault_on(self, kind: str, node: int) -> None:
         hold_s = self.rng.uniform(*HOLD_S)

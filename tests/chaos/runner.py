@@ -208,11 +208,13 @@ def run_round(cluster: Cluster, history: History, rng: random.Random, kinds: lis
     # short run still meets every kind in turn); a second nemesis starts half a cycle
     # further on.
     busy: set[int] = set()
+    destroying: set[int] = set()
     team = []
     for i in range(nemeses):
         offset = (len(result.faults) + i * len(kinds) // max(nemeses, 1)) % len(kinds)
         team.append(Nemesis(cluster, history, random.Random(rng.randrange(2**63)), stop,
-                            kinds[offset:] + kinds[:offset], busy, name=f"nemesis{i}"))
+                            kinds[offset:] + kinds[:offset], busy, name=f"nemesis{i}",
+                            destroying=destroying))
     for t in [*workers, *team]:
         t.start()
     try:
