@@ -369,6 +369,18 @@ class Coordinator:
         self.engine.engine.answers_for(self.partition(bucket, key))
         return await self.local_head(bucket, key)
 
+    async def replica_list(self, bucket: str, prefix: bytes, start_after: bytes, limit: int
+                           ) -> list[ObjectInfo]:
+        """This node's own listing for a merged one (tombstones included).
+
+        Raises:
+            Rebuilding: this node is refilling a lost disk, so its listing would not
+                count toward any partition's coverage; the merge goes without it.
+        """
+        self.engine.engine.answers_for_all()
+        return await self.engine.list(bucket, prefix=prefix, start_after=start_after,
+                                      limit=limit, include_deleted=True)
+
     async def local_head(self, bucket: str, key: bytes) -> ObjectInfo | None:
         """The newest version this node holds, tombstones included (None if none)."""
         try:
@@ -1006,8 +1018,7 @@ class Coordinator:
 
         async def one(node: NodeId) -> list[ObjectInfo]:
             if node == self.node_id:
-                return await self.engine.list(bucket, prefix=prefix, start_after=start_after,
-                                              limit=fetch, include_deleted=True)
+                return await self.replica_list(bucket, prefix, start_after, fetch)
             assert self.peers is not None
             return await self.peers.list(node, bucket, prefix, start_after, fetch,
                                          self.config.replica_timeout_s)

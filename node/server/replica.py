@@ -301,9 +301,8 @@ class ReplicaService:
         self.ctx.observe(request.header)
         bucket = wire.bucket_name(request.bucket)
         limit = min(request.limit, LIST_MAX)
-        infos = await self._coord.engine.list(bucket, prefix=request.prefix,
-                                              start_after=request.start_after, limit=limit,
-                                              include_deleted=True)
+        infos = await self._coord.replica_list(bucket, request.prefix, request.start_after,
+                                               limit)
         return object_pb2.ListResponse(header=self.ctx.response_header(),
                                        objects=[wire.info_to_pb(i) for i in infos])
 

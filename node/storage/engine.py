@@ -794,6 +794,21 @@ class Engine:
         if partition in self.rebuild:
             raise Rebuilding(f"partition {partition} is being refilled from the other "
                              "replicas after a disk came back empty; ask another replica")
+        self._no_failed_disk()
+
+    def answers_for_all(self) -> None:
+        """Raise unless this node's answers for every partition count (a listing spans
+        them all); see ``answers_for``.
+
+        Raises:
+            Rebuilding: some partition is still being refilled, or a disk is failed.
+        """
+        if len(self.rebuild):
+            raise Rebuilding(f"{len(self.rebuild)} partition(s) are being refilled from "
+                             "the other replicas after a disk came back empty")
+        self._no_failed_disk()
+
+    def _no_failed_disk(self) -> None:
         if len(self.disks) > 1:
             failed = [d.path for d in self.disks if d.state == DiskState.FAILED]
             if failed:

@@ -129,6 +129,10 @@ def test_wipe_a_disk_taken_back_empty_does_not_count_in_read_quorums(tmp_path):
             c.client(1).get("app", b"k", timeout=15)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
         assert "REBUILDING" in caught.value.details() or "refilled" in caught.value.details()
+        # A listing must not leave the key out either: node 3 does not count toward it.
+        with pytest.raises(grpc.RpcError) as caught:
+            c.client(1).objects.List(object_pb2.ListRequest(bucket=b"app"), timeout=15)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
         c.restart(2)
         c.clients[2] = type(c.clients[2])(c.procs[2].address)
         c.client(3).admin.SetRepairRate(admin_pb2.SetRepairRateRequest(rate_bytes_s=0),
