@@ -1191,19 +1191,7 @@ class Disk:
         Raises:
             DiskUnavailable: the disk cannot take writes.
         """
-        self.check_writable()
-        while True:
-            try:
-                with self._write_txn() as txn:
-                    if info is None:
-                        txn.delete(name, db=self._dbs[DB_BUCKETS])
-                    else:
-                        txn.put(name, info, db=self._dbs[DB_BUCKETS])
-                return
-            except lmdb.MapFullError:
-                self._grow_map()
-            except lmdb.Error as exc:
-                raise self._lmdb_error(exc, "writing a bucket") from exc
+        self._put_record(DB_BUCKETS, name, info, "writing a bucket")
 
     def meta(self, name: bytes) -> bytes | None:
         """A value of this disk's own metadata (``put_meta``), or None."""
@@ -1218,19 +1206,23 @@ class Disk:
         Raises:
             DiskUnavailable: the disk cannot take writes.
         """
+        self._put_record(DB_META, name, value, "writing disk metadata")
+
+    def _put_record(self, db: bytes, name: bytes, value: bytes | None, doing: str) -> None:
+        """Put (or, with None, delete) one record of ``db`` in a transaction of its own."""
         self.check_writable()
         while True:
             try:
                 with self._write_txn() as txn:
                     if value is None:
-                        txn.delete(name, db=self._dbs[DB_META])
+                        txn.delete(name, db=self._dbs[db])
                     else:
-                        txn.put(name, value, db=self._dbs[DB_META])
+                        txn.put(name, value, db=self._dbs[db])
                 return
             except lmdb.MapFullError:
                 self._grow_map()
             except lmdb.Error as exc:
-                raise self._lmdb_error(exc, "writing disk metadata") from exc
+                raise self._lmdb_error(exc, doing) from exc
 
     def buckets(self) -> dict[bytes, bytes]:
         self.check_readable()
