@@ -76,6 +76,11 @@ class ReplicaServiceStub:
                 request_serializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.FromString,
                 _registered_method=True)
+        self.ReplicaListBuckets = channel.unary_unary(
+                '/cairn.v1.ReplicaService/ReplicaListBuckets',
+                request_serializer=cairn_dot_v1_dot_object__pb2.ListBucketsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_object__pb2.ListBucketsResponse.FromString,
+                _registered_method=True)
         self.PartitionDigest = channel.unary_unary(
                 '/cairn.v1.ReplicaService/PartitionDigest',
                 request_serializer=cairn_dot_v1_dot_replica__pb2.PartitionDigestRequest.SerializeToString,
@@ -152,6 +157,14 @@ class ReplicaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplicaListBuckets(self, request, context):
+        """This node's own buckets (no fan-out), ordered by name: a coordinator's
+        ListBuckets merges them, so a node that missed a creation still lists it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PartitionDigest(self, request, context):
         """Anti-entropy: the hash tree of one partition as this node holds it
         (objects and tombstones): a root and its leaves (docs/repair.md).
@@ -202,6 +215,11 @@ def add_ReplicaServiceServicer_to_server(servicer, server):
                     servicer.ReplicaBucket,
                     request_deserializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.SerializeToString,
+            ),
+            'ReplicaListBuckets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicaListBuckets,
+                    request_deserializer=cairn_dot_v1_dot_object__pb2.ListBucketsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_object__pb2.ListBucketsResponse.SerializeToString,
             ),
             'PartitionDigest': grpc.unary_unary_rpc_method_handler(
                     servicer.PartitionDigest,
@@ -426,6 +444,33 @@ class ReplicaService:
             '/cairn.v1.ReplicaService/ReplicaBucket',
             cairn_dot_v1_dot_replica__pb2.ReplicaBucketRequest.SerializeToString,
             cairn_dot_v1_dot_replica__pb2.ReplicaBucketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicaListBuckets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ReplicaService/ReplicaListBuckets',
+            cairn_dot_v1_dot_object__pb2.ListBucketsRequest.SerializeToString,
+            cairn_dot_v1_dot_object__pb2.ListBucketsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,7 @@ that version to the replicas that answered with an older one (read repair).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -321,8 +322,34 @@ class Coordinator:
             if best.version > info.version:
                 await self.push(node, bucket, info.key, best, holders)
 
-    def list_buckets(self) -> list[str]:
-        return self.engine.engine.list_buckets()
+    def local_buckets(self) -> dict[str, int]:
+        """This node's own buckets: name -> created (ms since the epoch)."""
+        engine = self.engine.engine
+        out: dict[str, int] = {}
+        for name in engine.list_buckets():
+            with contextlib.suppress(BucketNotFound):  # deleted meanwhile
+                out[name] = engine.bucket_created_ms(name)
+        return out
+
+    async def list_buckets(self) -> dict[str, int]:
+        """Every bucket any node that answers knows, with its creation time: a node
+        that was down when a bucket was created lists it too (a deleted bucket is gone
+        from every node: deletion needs them all)."""
+        merged = self.local_buckets()
+        if self.peers is None:
+            return merged
+        peers = self.peers
+        others = [n for n in self.cluster_map.node_ids if n != self.node_id]
+        answers = await asyncio.gather(
+            *(peers.list_buckets(n, self.config.replica_timeout_s) for n in others),
+            return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, dict):
+                for name, created in answer.items():
+                    known = merged.get(name, 0)
+                    merged[name] = min(known, created) if known and created else (
+                        known or created)
+        return merged
 
     # ------------------------------------------------------------------ local replica ops
 

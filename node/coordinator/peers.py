@@ -89,6 +89,10 @@ class Peers(Protocol):
         """``node``'s own listing, newest local versions, tombstones included."""
         ...
 
+    async def list_buckets(self, node: NodeId, timeout_s: float) -> dict[str, int]:
+        """``node``'s own buckets: name -> created (ms since the epoch)."""
+        ...
+
     async def bucket(self, node: NodeId, bucket: str, delete: bool, created_ms: int,
                      timeout_s: float) -> bool:
         """Create (or delete) a bucket on ``node`` only; returns whether it existed."""

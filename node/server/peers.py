@@ -397,6 +397,12 @@ class GrpcPeers:
             wait_for_ready=self._patient(node)))
         return [_info_from_pb(o) for o in reply.objects]
 
+    async def list_buckets(self, node: NodeId, timeout_s: float) -> dict[str, int]:
+        reply = await self._call(node, self._stub(node).ReplicaListBuckets(
+            object_pb2.ListBucketsRequest(header=self._header()), timeout=timeout_s,
+            wait_for_ready=False))
+        return {b.name.decode("ascii"): b.created_ms for b in reply.buckets}
+
     async def bucket(self, node: NodeId, bucket: str, delete: bool, created_ms: int,
                      timeout_s: float) -> bool:
         reply = await self._call(node, self._stub(node).ReplicaBucket(

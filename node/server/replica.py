@@ -307,6 +307,15 @@ class ReplicaService:
                                        objects=[wire.info_to_pb(i) for i in infos])
 
     @unary
+    async def ReplicaListBuckets(self, request: Any, context: Any) -> Any:
+        self.ctx.observe(request.header)
+        buckets = self._coord.local_buckets()
+        return object_pb2.ListBucketsResponse(
+            header=self.ctx.response_header(),
+            buckets=[object_pb2.BucketInfo(name=n.encode(), created_ms=buckets[n])
+                     for n in sorted(buckets)])
+
+    @unary
     async def ReplicaBucket(self, request: Any, context: Any) -> Any:
         self.ctx.observe(request.header)
         bucket = wire.bucket_name(request.bucket)

@@ -165,11 +165,11 @@ class ObjectService:
     @unary
     async def ListBuckets(self, request: Any, context: Any) -> Any:
         self.ctx.observe(request.header)
-        engine = self._coord.engine.engine
+        buckets = await self._coord.list_buckets()
         return object_pb2.ListBucketsResponse(
             header=self.ctx.response_header(),
-            buckets=[object_pb2.BucketInfo(name=n.encode(), created_ms=engine.bucket_created_ms(n))
-                     for n in self._coord.list_buckets()],
+            buckets=[object_pb2.BucketInfo(name=n.encode(), created_ms=buckets[n])
+                     for n in sorted(buckets)],
         )
 
     # ------------------------------------------------------------------ writes

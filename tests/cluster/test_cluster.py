@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from cairn.cluster.placement import placement
+from cairn.v1 import object_pb2
 from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
@@ -191,3 +192,19 @@ def test_a_node_that_sees_a_newer_epoch_fetches_the_map(tmp_path):
         while time.monotonic() < deadline and (epoch(2), epoch(3)) != (newer.epoch,) * 2:
             time.sleep(0.1)
         assert (epoch(1), epoch(2), epoch(3)) == (newer.epoch,) * 3
+
+
+def test_a_node_that_missed_a_bucket_creation_lists_the_bucket(tmp_path):
+    """ListBuckets was this node's own view: a node down when a bucket was created did
+    not list it (until an object call created it there). It merges every node's now."""
+    with Cluster(tmp_path / "c", nodes=3) as c:
+        c.kill(3)
+        c.client(1).objects.CreateBucket(object_pb2.CreateBucketRequest(bucket=b"late"),
+                                         timeout=10)
+        c.restart(3)
+        c.clients[3] = type(c.clients[3])(c.procs[3].address)
+        for n in (1, 2, 3):
+            listed = c.client(n).objects.ListBuckets(object_pb2.ListBucketsRequest(),
+                                                      timeout=10).buckets
+            assert [b.name for b in listed] == [b"late"], n
+            assert listed[0].created_ms > 0

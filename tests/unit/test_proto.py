@@ -176,7 +176,8 @@ def test_services_and_stream_shapes():
     assert {m.name: shape(replica, m.name) for m in replica.methods} == {
         "ReplicaPut": client, "ReplicaDelete": unary, "ReplicaHead": unary,
         "ReplicaGet": server, "Replicate": bidi, "ListPartition": server,
-        "ReplicaList": unary, "ReplicaBucket": unary, "PartitionDigest": unary,
+        "ReplicaList": unary, "ReplicaBucket": unary, "ReplicaListBuckets": unary,
+        "PartitionDigest": unary,
     }
 
 
