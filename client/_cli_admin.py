@@ -330,9 +330,13 @@ def _error_text(target: Target, exc: CairnError) -> str:
 def repair_summary(result: RepairResult, partition: int | None) -> str:
     """What a waited-for ``repair`` did, for people."""
     copied = f"{result.objects_pulled} objects pulled, {result.objects_pushed} pushed"
+    failed = ""
+    if result.errors:
+        more = len(result.errors) - 1
+        failed = f"; not levelled: {result.errors[0]}" + (f" (+{more} more)" if more else "")
     if partition is not None:
-        return f"partition {partition}: {copied}"
+        return f"partition {partition}: {copied}{failed}"
     if not result.partitions:
         return "every partition level with its replicas: nothing to copy"
     plural = "partition" if result.partitions == 1 else "partitions"
-    return f"{result.partitions} {plural} differed: {copied}"
+    return f"{result.partitions} {plural} differed: {copied}{failed}"

@@ -369,6 +369,7 @@ def _repair_result(pb: admin_pb2.RepairResponse) -> core.RepairResult:
         partitions=pb.partitions,
         objects_pulled=pb.objects_pulled,
         objects_pushed=pb.objects_pushed,
+        errors=tuple(pb.errors),
     )
 
 

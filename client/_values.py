@@ -433,11 +433,14 @@ class RepairResult:
             without ``wait``, whose pass runs in the background).
         objects_pulled: objects copied to the node.
         objects_pushed: objects copied from the node to another replica.
+        errors: why some partitions could not be levelled (a replica did not answer,
+            a copy failed), one line each, at most 20; empty when every one was.
     """
 
     partitions: int = 0
     objects_pulled: int = 0
     objects_pushed: int = 0
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cairn.v1 import common_pb2 as cairn_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x61irn/v1/admin.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\"7\n\x0cScrubRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\"9\n\rScrubResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\"l\n\rRepairRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x16\n\tpartition\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x42\x0c\n\n_partition\"~\n\x0eRepairResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\x12\n\npartitions\x18\x02 \x01(\r\x12\x16\n\x0eobjects_pulled\x18\x03 \x01(\x04\x12\x16\n\x0eobjects_pushed\x18\x04 \x01(\x04\"U\n\x14SetRepairRateRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x14\n\x0crate_bytes_s\x18\x02 \x01(\x04\"A\n\x15SetRepairRateResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\"8\n\rStatusRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\"`\n\x0eStatusResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.cairn.v1.NodeStatus\"\xd2\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12#\n\x05\x64isks\x18\x06 \x03(\x0b\x32\x14.cairn.v1.DiskStatus\x12\x14\n\x0cobject_count\x18\x07 \x01(\x04\x12\x15\n\rpending_hints\x18\x08 \x01(\x04\x12\x0c\n\x04zone\x18\t \x01(\t\x12\x34\n\x08\x63ounters\x18\n \x03(\x0b\x32\".cairn.v1.NodeStatus.CountersEntry\x12\x30\n\x06labels\x18\x0b \x03(\x0b\x32 .cairn.v1.NodeStatus.LabelsEntry\x12\x17\n\x0ftombstone_count\x18\x0c \x01(\x04\x12&\n\x06repair\x18\r \x01(\x0b\x32\x16.cairn.v1.RepairStatus\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd0\x03\n\x0cRepairStatus\x12\x17\n\x0fpartitions_held\x18\x01 \x01(\r\x12#\n\x1bpartitions_below_redundancy\x18\x02 \x01(\r\x12\x15\n\rbytes_to_copy\x18\x03 \x01(\x04\x12\r\n\x05\x65ta_s\x18\x04 \x01(\x01\x12\x14\n\x0crate_bytes_s\x18\x05 \x01(\x04\x12\x1a\n\x12\x61ntientropy_passes\x18\x06 \x01(\x04\x12 \n\x18\x61ntientropy_last_pass_ms\x18\x07 \x01(\x03\x12\x16\n\x0eobjects_pulled\x18\x08 \x01(\x04\x12\x16\n\x0eobjects_pushed\x18\t \x01(\x04\x12\x14\n\x0c\x62ytes_copied\x18\n \x01(\x04\x12\x16\n\x0escrub_progress\x18\x0b \x01(\x01\x12\x14\n\x0cscrub_passes\x18\x0c \x01(\x04\x12\x1a\n\x12scrub_last_pass_ms\x18\r \x01(\x03\x12\x15\n\rscrub_checked\x18\x0e \x01(\x04\x12\x16\n\x0escrub_repaired\x18\x0f \x01(\x04\x12\x12\n\nscrub_lost\x18\x10 \x01(\x04\x12\x16\n\x0escrub_deferred\x18\x11 \x01(\x04\x12\x1d\n\x15partitions_rebuilding\x18\x12 \x01(\r\"\xc6\x01\n\nDiskStatus\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x64isk_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nused_bytes\x18\x05 \x01(\x04\x12\x12\n\nfree_bytes\x18\x06 \x01(\x04\x12\x14\n\x0cobject_count\x18\x07 \x01(\x04\x12\x15\n\rsegment_count\x18\x08 \x01(\x04\x12\x12\n\nlive_bytes\x18\t \x01(\x04\x12\x12\n\ndead_bytes\x18\n \x01(\x04\"?\n\x14GetClusterMapRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\"d\n\x15GetClusterMapResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12!\n\x03map\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ClusterMap\"\xa4\x01\n\nClusterMap\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x12\n\nreplicas_n\x18\x02 \x01(\r\x12\x14\n\x0cwrite_quorum\x18\x03 \x01(\r\x12\x13\n\x0bread_quorum\x18\x04 \x01(\r\x12\x12\n\npartitions\x18\x05 \x01(\r\x12!\n\x05nodes\x18\x06 \x03(\x0b\x32\x12.cairn.v1.NodeInfo\x12\x11\n\tplacement\x18\x07 \x01(\t\"E\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\x01\x32\xe6\x02\n\x0c\x41\x64minService\x12;\n\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12P\n\rGetClusterMap\x12\x1e.cairn.v1.GetClusterMapRequest\x1a\x1f.cairn.v1.GetClusterMapResponse\x12\x38\n\x05Scrub\x12\x16.cairn.v1.ScrubRequest\x1a\x17.cairn.v1.ScrubResponse\x12;\n\x06Repair\x12\x17.cairn.v1.RepairRequest\x1a\x18.cairn.v1.RepairResponse\x12P\n\rSetRepairRate\x12\x1e.cairn.v1.SetRepairRateRequest\x1a\x1f.cairn.v1.SetRepairRateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x61irn/v1/admin.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\"7\n\x0cScrubRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\"9\n\rScrubResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\"l\n\rRepairRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x16\n\tpartition\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x42\x0c\n\n_partition\"\x8e\x01\n\x0eRepairResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12\x12\n\npartitions\x18\x02 \x01(\r\x12\x16\n\x0eobjects_pulled\x18\x03 \x01(\x04\x12\x16\n\x0eobjects_pushed\x18\x04 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\"U\n\x14SetRepairRateRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\x12\x14\n\x0crate_bytes_s\x18\x02 \x01(\x04\"A\n\x15SetRepairRateResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\"8\n\rStatusRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\"`\n\x0eStatusResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.cairn.v1.NodeStatus\"\xd2\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12#\n\x05\x64isks\x18\x06 \x03(\x0b\x32\x14.cairn.v1.DiskStatus\x12\x14\n\x0cobject_count\x18\x07 \x01(\x04\x12\x15\n\rpending_hints\x18\x08 \x01(\x04\x12\x0c\n\x04zone\x18\t \x01(\t\x12\x34\n\x08\x63ounters\x18\n \x03(\x0b\x32\".cairn.v1.NodeStatus.CountersEntry\x12\x30\n\x06labels\x18\x0b \x03(\x0b\x32 .cairn.v1.NodeStatus.LabelsEntry\x12\x17\n\x0ftombstone_count\x18\x0c \x01(\x04\x12&\n\x06repair\x18\r \x01(\x0b\x32\x16.cairn.v1.RepairStatus\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd0\x03\n\x0cRepairStatus\x12\x17\n\x0fpartitions_held\x18\x01 \x01(\r\x12#\n\x1bpartitions_below_redundancy\x18\x02 \x01(\r\x12\x15\n\rbytes_to_copy\x18\x03 \x01(\x04\x12\r\n\x05\x65ta_s\x18\x04 \x01(\x01\x12\x14\n\x0crate_bytes_s\x18\x05 \x01(\x04\x12\x1a\n\x12\x61ntientropy_passes\x18\x06 \x01(\x04\x12 \n\x18\x61ntientropy_last_pass_ms\x18\x07 \x01(\x03\x12\x16\n\x0eobjects_pulled\x18\x08 \x01(\x04\x12\x16\n\x0eobjects_pushed\x18\t \x01(\x04\x12\x14\n\x0c\x62ytes_copied\x18\n \x01(\x04\x12\x16\n\x0escrub_progress\x18\x0b \x01(\x01\x12\x14\n\x0cscrub_passes\x18\x0c \x01(\x04\x12\x1a\n\x12scrub_last_pass_ms\x18\r \x01(\x03\x12\x15\n\rscrub_checked\x18\x0e \x01(\x04\x12\x16\n\x0escrub_repaired\x18\x0f \x01(\x04\x12\x12\n\nscrub_lost\x18\x10 \x01(\x04\x12\x16\n\x0escrub_deferred\x18\x11 \x01(\x04\x12\x1d\n\x15partitions_rebuilding\x18\x12 \x01(\r\"\xc6\x01\n\nDiskStatus\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x64isk_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nused_bytes\x18\x05 \x01(\x04\x12\x12\n\nfree_bytes\x18\x06 \x01(\x04\x12\x14\n\x0cobject_count\x18\x07 \x01(\x04\x12\x15\n\rsegment_count\x18\x08 \x01(\x04\x12\x12\n\nlive_bytes\x18\t \x01(\x04\x12\x12\n\ndead_bytes\x18\n \x01(\x04\"?\n\x14GetClusterMapRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.cairn.v1.RequestHeader\"d\n\x15GetClusterMapResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cairn.v1.ResponseHeader\x12!\n\x03map\x18\x02 \x01(\x0b\x32\x14.cairn.v1.ClusterMap\"\xa4\x01\n\nClusterMap\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x12\n\nreplicas_n\x18\x02 \x01(\r\x12\x14\n\x0cwrite_quorum\x18\x03 \x01(\r\x12\x13\n\x0bread_quorum\x18\x04 \x01(\r\x12\x12\n\npartitions\x18\x05 \x01(\r\x12!\n\x05nodes\x18\x06 \x03(\x0b\x32\x12.cairn.v1.NodeInfo\x12\x11\n\tplacement\x18\x07 \x01(\t\"E\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\x01\x32\xe6\x02\n\x0c\x41\x64minService\x12;\n\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12P\n\rGetClusterMap\x12\x1e.cairn.v1.GetClusterMapRequest\x1a\x1f.cairn.v1.GetClusterMapResponse\x12\x38\n\x05Scrub\x12\x16.cairn.v1.ScrubRequest\x1a\x17.cairn.v1.ScrubResponse\x12;\n\x06Repair\x12\x17.cairn.v1.RepairRequest\x1a\x18.cairn.v1.RepairResponse\x12P\n\rSetRepairRate\x12\x1e.cairn.v1.SetRepairRateRequest\x1a\x1f.cairn.v1.SetRepairRateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,34 +42,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCRUBRESPONSE']._serialized_end=171
   _globals['_REPAIRREQUEST']._serialized_start=173
   _globals['_REPAIRREQUEST']._serialized_end=281
-  _globals['_REPAIRRESPONSE']._serialized_start=283
-  _globals['_REPAIRRESPONSE']._serialized_end=409
-  _globals['_SETREPAIRRATEREQUEST']._serialized_start=411
-  _globals['_SETREPAIRRATEREQUEST']._serialized_end=496
-  _globals['_SETREPAIRRATERESPONSE']._serialized_start=498
-  _globals['_SETREPAIRRATERESPONSE']._serialized_end=563
-  _globals['_STATUSREQUEST']._serialized_start=565
-  _globals['_STATUSREQUEST']._serialized_end=621
-  _globals['_STATUSRESPONSE']._serialized_start=623
-  _globals['_STATUSRESPONSE']._serialized_end=719
-  _globals['_NODESTATUS']._serialized_start=722
-  _globals['_NODESTATUS']._serialized_end=1188
-  _globals['_NODESTATUS_COUNTERSENTRY']._serialized_start=1094
-  _globals['_NODESTATUS_COUNTERSENTRY']._serialized_end=1141
-  _globals['_NODESTATUS_LABELSENTRY']._serialized_start=1143
-  _globals['_NODESTATUS_LABELSENTRY']._serialized_end=1188
-  _globals['_REPAIRSTATUS']._serialized_start=1191
-  _globals['_REPAIRSTATUS']._serialized_end=1655
-  _globals['_DISKSTATUS']._serialized_start=1658
-  _globals['_DISKSTATUS']._serialized_end=1856
-  _globals['_GETCLUSTERMAPREQUEST']._serialized_start=1858
-  _globals['_GETCLUSTERMAPREQUEST']._serialized_end=1921
-  _globals['_GETCLUSTERMAPRESPONSE']._serialized_start=1923
-  _globals['_GETCLUSTERMAPRESPONSE']._serialized_end=2023
-  _globals['_CLUSTERMAP']._serialized_start=2026
-  _globals['_CLUSTERMAP']._serialized_end=2190
-  _globals['_NODEINFO']._serialized_start=2192
-  _globals['_NODEINFO']._serialized_end=2261
-  _globals['_ADMINSERVICE']._serialized_start=2264
-  _globals['_ADMINSERVICE']._serialized_end=2622
+  _globals['_REPAIRRESPONSE']._serialized_start=284
+  _globals['_REPAIRRESPONSE']._serialized_end=426
+  _globals['_SETREPAIRRATEREQUEST']._serialized_start=428
+  _globals['_SETREPAIRRATEREQUEST']._serialized_end=513
+  _globals['_SETREPAIRRATERESPONSE']._serialized_start=515
+  _globals['_SETREPAIRRATERESPONSE']._serialized_end=580
+  _globals['_STATUSREQUEST']._serialized_start=582
+  _globals['_STATUSREQUEST']._serialized_end=638
+  _globals['_STATUSRESPONSE']._serialized_start=640
+  _globals['_STATUSRESPONSE']._serialized_end=736
+  _globals['_NODESTATUS']._serialized_start=739
+  _globals['_NODESTATUS']._serialized_end=1205
+  _globals['_NODESTATUS_COUNTERSENTRY']._serialized_start=1111
+  _globals['_NODESTATUS_COUNTERSENTRY']._serialized_end=1158
+  _globals['_NODESTATUS_LABELSENTRY']._serialized_start=1160
+  _globals['_NODESTATUS_LABELSENTRY']._serialized_end=1205
+  _globals['_REPAIRSTATUS']._serialized_start=1208
+  _globals['_REPAIRSTATUS']._serialized_end=1672
+  _globals['_DISKSTATUS']._serialized_start=1675
+  _globals['_DISKSTATUS']._serialized_end=1873
+  _globals['_GETCLUSTERMAPREQUEST']._serialized_start=1875
+  _globals['_GETCLUSTERMAPREQUEST']._serialized_end=1938
+  _globals['_GETCLUSTERMAPRESPONSE']._serialized_start=1940
+  _globals['_GETCLUSTERMAPRESPONSE']._serialized_end=2040
+  _globals['_CLUSTERMAP']._serialized_start=2043
+  _globals['_CLUSTERMAP']._serialized_end=2207
+  _globals['_NODEINFO']._serialized_start=2209
+  _globals['_NODEINFO']._serialized_end=2278
+  _globals['_ADMINSERVICE']._serialized_start=2281
+  _globals['_ADMINSERVICE']._serialized_end=2639
 # @@protoc_insertion_point(module_scope)

@@ -30,16 +30,18 @@ class RepairRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., partition: _Optional[int] = ..., wait: _Optional[bool] = ...) -> None: ...
 
 class RepairResponse(_message.Message):
-    __slots__ = ("header", "partitions", "objects_pulled", "objects_pushed")
+    __slots__ = ("header", "partitions", "objects_pulled", "objects_pushed", "errors")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_PULLED_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_PUSHED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.ResponseHeader
     partitions: int
     objects_pulled: int
     objects_pushed: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., partitions: _Optional[int] = ..., objects_pulled: _Optional[int] = ..., objects_pushed: _Optional[int] = ...) -> None: ...
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, header: _Optional[_Union[_common_pb2.ResponseHeader, _Mapping]] = ..., partitions: _Optional[int] = ..., objects_pulled: _Optional[int] = ..., objects_pushed: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetRepairRateRequest(_message.Message):
     __slots__ = ("header", "rate_bytes_s")

@@ -39,6 +39,7 @@ from .metrics import Metrics
 log = logging.getLogger("cairn.server")
 
 LIST_LIMIT_MAX: Final = 1000
+REPAIR_ERRORS_MAX: Final = 20  # distinct errors a waited-for repair answers with
 CONSISTENCY: Final = {
     common_pb2.CONSISTENCY_DEFAULT: "quorum",
     common_pb2.CONSISTENCY_ONE: "one",
@@ -404,10 +405,14 @@ class AdminService:
                 f"this node holds no replica of partition {partition}; ask one that does")
         results = await self._repair().repair_now(partition, request.wait or
                                                   partition is not None)
+        errors = list(dict.fromkeys(
+            f"partition {r.partition}: {' '.join(e.split())}" for r in results
+            for e in r.errors))
         return admin_pb2.RepairResponse(
             header=self.ctx.response_header(), partitions=len(results),
             objects_pulled=sum(r.pulled for r in results),
-            objects_pushed=sum(r.pushed for r in results))
+            objects_pushed=sum(r.pushed for r in results),
+            errors=errors[:REPAIR_ERRORS_MAX])
 
     @unary
     async def SetRepairRate(self, request: Any, context: Any) -> Any:

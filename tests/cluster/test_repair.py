@@ -132,6 +132,19 @@ def test_truncate_a_damaged_record_whose_replicas_are_down_is_repaired_when_they
         assert status.repair.scrub_deferred == 0 and status.repair.scrub_lost == 0
 
 
+def test_a_repair_that_cannot_reach_a_replica_says_so(tmp_path):
+    """A waited-for repair used to answer counts only: a partition whose replica did not
+    answer looked levelled. Its errors now come back with it."""
+    with Cluster(tmp_path / "c") as c:
+        create_bucket(c)
+        c.client(1).put("app", b"k", b"v")
+        c.kill(3)
+        reply = c.client(1).repair(wait=True)
+        assert reply.partitions > 0 and reply.errors
+        assert all(e.startswith("partition ") for e in reply.errors)
+        assert any("node 3" in e for e in reply.errors), reply.errors
+
+
 def test_a_wiped_disk_is_rebuilt_under_load(tmp_path):
     with Cluster(tmp_path / "c", env={i: FAST_AE for i in (1, 2, 3)}) as c:
         create_bucket(c)

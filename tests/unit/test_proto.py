@@ -36,7 +36,7 @@ KEY_LIKE_FIELDS = frozenset({("cairn.v1.BucketInfo", "name")})
 # user-chosen bytes that may be bad UTF-8 (keys, bucket names: use bytes).
 STRING_FIELD_NAMES = frozenset({
     "request_id", "codec", "tier", "code", "message", "address", "zone",
-    "software_version", "path", "disk_id", "state", "error", "placement",
+    "software_version", "path", "disk_id", "state", "error", "errors", "placement",
 })
 
 

@@ -328,6 +328,8 @@ def test_repair_result_from_the_wire():
     got = rpc.decode(admin_pb2.RepairResponse(partitions=3, objects_pulled=10, objects_pushed=2))
     assert got == core.RepairResult(partitions=3, objects_pulled=10, objects_pushed=2)
     assert rpc.decode(admin_pb2.RepairResponse()) == core.RepairResult()
+    failed = rpc.decode(admin_pb2.RepairResponse(partitions=1, errors=["partition 4: x"]))
+    assert failed.errors == ("partition 4: x",)
 
 
 def test_scrub_and_set_repair_rate_to_the_wire():
