@@ -9,8 +9,15 @@ Entry point: ``Coordinator``.
 
 from __future__ import annotations
 
-from .coordinator import Coordinator, CoordinatorConfig, ListPage, Pushed, ReadResult
+from .coordinator import (
+    CALL_DEADLINE,
+    Coordinator,
+    CoordinatorConfig,
+    ListPage,
+    Pushed,
+    ReadResult,
+)
 from .peers import Peers, RemoteRead, ReplicaAck, ReplicaWrite
 
-__all__ = ["Coordinator", "CoordinatorConfig", "ListPage", "Peers", "Pushed", "ReadResult",
-           "RemoteRead", "ReplicaAck", "ReplicaWrite"]
+__all__ = ["CALL_DEADLINE", "Coordinator", "CoordinatorConfig", "ListPage", "Peers", "Pushed",
+           "ReadResult", "RemoteRead", "ReplicaAck", "ReplicaWrite"]

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
@@ -52,7 +53,7 @@ from cairn.types import Version
 
 from .peers import Peers, ReplicaAck, ReplicaWrite
 
-__all__ = ["Coordinator", "CoordinatorConfig", "ListPage", "ReadResult"]
+__all__ = ["CALL_DEADLINE", "Coordinator", "CoordinatorConfig", "ListPage", "ReadResult"]
 
 log = logging.getLogger("cairn.coordinator")
 
@@ -60,6 +61,11 @@ MAX_STALE_RETRIES: Final = 5
 STREAM_QUEUE_DEPTH: Final = 4
 HINT_BATCH: Final = 256
 REPAIR_CONCURRENCY: Final = 8
+# When the request being served must be answered (time.monotonic()), if its caller set
+# a deadline: set by the service for each call, read by ``Coordinator._replica_timeout``.
+CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "cairn_call_deadline", default=None)
+MIN_REPLICA_TIMEOUT_S: Final = 0.05
 STRAGGLER_WAIT_S: Final = 0.25
 # Replica answers that refuse the request itself, so the same call fails everywhere and
 # nothing was written: the only failures a write passes on as they are.
@@ -195,8 +201,21 @@ class Coordinator:
             self.peers.use_map(new)
         return True
 
-    def _spawn(self, coro: Awaitable[object]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _replica_timeout(self) -> float:
+        """The deadline of one call to another node: ``replica_timeout_s``, or less when
+        the request this work serves has less time left (``CALL_DEADLINE``), so a read
+        falls over to another replica while its caller still waits for the answer."""
+        timeout = self.config.replica_timeout_s
+        deadline = CALL_DEADLINE.get()
+        if deadline is None:
+            return timeout
+        return max(MIN_REPLICA_TIMEOUT_S, min(timeout, deadline - time.monotonic()))
+
+    def _spawn(self, coro: Coroutine[object, object, object]) -> None:
+        # Background work (read repair, hints) outlives the request: a fresh context,
+        # so the request's deadline does not bound it.
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
+            coro, context=contextvars.Context())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_failure)
@@ -222,7 +241,7 @@ class Coordinator:
                     continue
                 try:
                     await self.peers.list(node, bucket, b"", b"", 0,
-                                          self.config.replica_timeout_s)
+                                          self._replica_timeout())
                 except CairnError:
                     continue
                 await self._create_local_bucket(bucket)
@@ -251,7 +270,7 @@ class Coordinator:
             return
         peers = self.peers
         results = await asyncio.gather(
-            *(peers.bucket(n, name, False, 0, self.config.replica_timeout_s) for n in others),
+            *(peers.bucket(n, name, False, 0, self._replica_timeout()) for n in others),
             return_exceptions=True,
         )
         answered = 1 + sum(1 for r in results if not isinstance(r, BaseException))
@@ -278,7 +297,7 @@ class Coordinator:
             if others and self.peers is not None:
                 peers = self.peers
                 results = await asyncio.gather(
-                    *(peers.bucket(n, name, True, 0, self.config.replica_timeout_s)
+                    *(peers.bucket(n, name, True, 0, self._replica_timeout())
                       for n in others), return_exceptions=True)
                 failed = {n: r for n, r in zip(others, results, strict=True)
                           if isinstance(r, BaseException)}
@@ -308,7 +327,7 @@ class Coordinator:
         else:
             assert self.peers is not None
             live = [i for i in await self.peers.list(node, bucket, b"", b"", 10_000,
-                                                     self.config.replica_timeout_s)
+                                                     self._replica_timeout())
                     if not i.deleted]
         for info in live:
             _partition, targets = self.placement(bucket, info.key)
@@ -341,7 +360,7 @@ class Coordinator:
         peers = self.peers
         others = [n for n in self.cluster_map.node_ids if n != self.node_id]
         answers = await asyncio.gather(
-            *(peers.list_buckets(n, self.config.replica_timeout_s) for n in others),
+            *(peers.list_buckets(n, self._replica_timeout()) for n in others),
             return_exceptions=True)
         for answer in answers:
             if isinstance(answer, dict):
@@ -491,7 +510,7 @@ class Coordinator:
             if node == self.node_id:
                 return await self._local_write(w, value)
             assert self.peers is not None
-            return await self.peers.write(node, w, value or b"", self.config.replica_timeout_s)
+            return await self.peers.write(node, w, value or b"", self._replica_timeout())
 
         return op
 
@@ -713,7 +732,7 @@ class Coordinator:
             if node == self.node_id:
                 return await self.replica_head(bucket, key)
             assert self.peers is not None
-            return await self.peers.head(node, bucket, key, self.config.replica_timeout_s)
+            return await self.peers.head(node, bucket, key, self._replica_timeout())
 
         # Ask ``need`` replicas first (this node, then the healthy ones); the others only
         # when one of those fails or is slow (a hedge), so a quorum read costs one peer
@@ -841,7 +860,7 @@ class Coordinator:
         if node == self.node_id:
             return await self.local_head(bucket, key)
         assert self.peers is not None
-        return await self.peers.head(node, bucket, key, self.config.replica_timeout_s)
+        return await self.peers.head(node, bucket, key, self._replica_timeout())
 
     async def _open(self, node: NodeId, info: ObjectInfo, start: int | None, end: int | None,
                     exact: bool = True) -> ReadResult:
@@ -854,7 +873,7 @@ class Coordinator:
         assert self.peers is not None
         remote = await self.peers.read(node, info.bucket, info.key,
                                        info.version if exact else None, start, end,
-                                       self.config.replica_timeout_s)
+                                       self._replica_timeout())
         return ReadResult(remote.info, remote.start, remote.end, remote.chunks)
 
     async def read_small(self, bucket: str, key: bytes, max_bytes: int,
@@ -968,7 +987,7 @@ class Coordinator:
             return "lost"
         peers = self.peers
         answers = await asyncio.gather(
-            *(peers.head(n, bucket, key, self.config.replica_timeout_s) for n in others),
+            *(peers.head(n, bucket, key, self._replica_timeout()) for n in others),
             return_exceptions=True)
         found = [(info, n) for n, info in zip(others, answers, strict=True)
                  if isinstance(info, ObjectInfo)
@@ -991,7 +1010,7 @@ class Coordinator:
         assert self.peers is not None
         if chunks is not None:
             return await self.peers.write_stream(node, w, chunks, self.config.replica_timeout_s)
-        return await self.peers.write(node, w, value or b"", self.config.replica_timeout_s)
+        return await self.peers.write(node, w, value or b"", self._replica_timeout())
 
     async def replay_hints(self) -> int:
         """Deliver pending hints to nodes that are up; returns how many were delivered."""
@@ -1048,7 +1067,7 @@ class Coordinator:
                 return await self.replica_list(bucket, prefix, start_after, fetch)
             assert self.peers is not None
             return await self.peers.list(node, bucket, prefix, start_after, fetch,
-                                         self.config.replica_timeout_s)
+                                         self._replica_timeout())
 
         results = await asyncio.gather(*(one(n) for n in nodes), return_exceptions=True)
         answered = {n: r for n, r in zip(nodes, results, strict=True)

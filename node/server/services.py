@@ -25,7 +25,7 @@ from cairn.errors import (
     InvalidArgument,
     ResourceExhausted,
 )
-from cairn.node.coordinator import Coordinator
+from cairn.node.coordinator import CALL_DEADLINE, Coordinator
 from cairn.node.storage import Engine
 from cairn.node.storage import format as fmt
 from cairn.v1 import admin_pb2, common_pb2, object_pb2
@@ -79,6 +79,13 @@ def _finish(ctx: _Context, method: str, started: float, code: str) -> None:
     ctx.metrics.latency.labels(method).observe(time.perf_counter() - started)
 
 
+def _note_deadline(context: grpc.aio.ServicerContext) -> None:
+    """The caller's deadline bounds the calls this node makes to others for it."""
+    remaining = context.time_remaining()
+    if remaining is not None:
+        CALL_DEADLINE.set(time.monotonic() + remaining)
+
+
 def unary(method: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
           ) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]:
     """Wrap a unary (or client-streaming) handler: malformed input, errors, metrics."""
@@ -88,6 +95,7 @@ def unary(method: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
         started = time.perf_counter()
         code = "OK"
         try:
+            _note_deadline(context)
             wire.check_malformed(request)
             return await method(self, request, context)
         except CairnError as exc:
@@ -116,6 +124,7 @@ def streaming(method: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterat
         started = time.perf_counter()
         code = "OK"
         try:
+            _note_deadline(context)
             wire.check_malformed(request)
             async for item in method(self, request, context):
                 yield item
