@@ -55,6 +55,8 @@ INDEX_DIR: Final = "index"
 SEGMENT_DIR: Final = "segments"
 SEGMENT_SUFFIX: Final = ".seg"
 TMP_SUFFIX: Final = ".tmp"
+# Free space under which an EIO from LMDB is taken for a short write on a full disk.
+SHORT_WRITE_ROOM: Final = 4 * 1024 * 1024
 FREE_CHECK_INTERVAL_S: Final = 0.25
 # Reads check the identity marker at most this often: after a live wipe or an unmount,
 # open files still serve the old disk's index and bytes, which the node no longer has.
@@ -937,7 +939,19 @@ class Disk:
             return self._io_error(OSError(errno.ENOSPC, text), doing)
         if "Read-only" in text:
             return self._io_error(OSError(errno.EROFS, text), doing)
+        if "Input/output error" in text and self._out_of_space():
+            # LMDB reports a short write as EIO: on a file system with no room left
+            # that is ENOSPC, and the aborted commit left the index as it was (found by
+            # the chaos suite's ``enospc``: the disk failed instead of filling up).
+            return self._io_error(OSError(errno.ENOSPC, text), doing)
         return self._io_error(OSError(errno.EIO, text), doing)
+
+    def _out_of_space(self) -> bool:
+        try:
+            st = self.fs.statvfs(self.path)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < max(self.config.min_free_bytes, SHORT_WRITE_ROOM)
 
     def _apply(self, txn: lmdb.Transaction, p: _Pending, deltas: dict[int, _Delta]
                ) -> tuple[Outcome, fmt.IndexEntry | None]:

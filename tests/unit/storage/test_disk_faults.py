@@ -16,6 +16,7 @@ from cairn.node.storage.disk import IDENTITY_CHECK_INTERVAL_S
 from cairn.node.storage.fs import Fault, FaultyFileSystem
 from cairn.node.storage.rebuild import META_KEY
 from cairn.types import Version
+from tests.support import disks as tmpfs
 
 pytestmark = pytest.mark.unit
 
@@ -266,3 +267,35 @@ def test_a_failed_disk_of_several_makes_the_node_answer_for_nothing(make_engine,
 
 def disk_meta(engine):
     return engine.disks[0].meta(META_KEY)
+
+
+@pytest.mark.chaos
+def test_enospc_a_disk_that_fills_up_mid_commit_is_full_not_failed(tmp_path):
+    """A disk that fills up under many small writes reports full, never failed, and
+    takes writes again once there is room. (The chaos suite saw a failed one once, seed
+    3010, cause not reproduced; one candidate is handled: LMDB reports a write cut short
+    by ENOSPC as EIO, now taken for ENOSPC on a file system without room.)"""
+    why = tmpfs.available()
+    if why:
+        pytest.skip(why)
+    with tmpfs.Disks(tmp_path / "mnt", size="16m") as disks:
+        path = disks.mount(tmp_path / "mnt" / "disk")
+        engine = Engine(EngineConfig(disks=(str(path),), min_free_bytes=0)).open()
+        try:
+            engine.create_bucket("app")
+            disks.fill(path)
+            states = set()
+            for i in range(2000):  # many small writes: the index grows until it cannot
+                try:
+                    engine.put("app", b"k-%05d" % i, b"x" * 200, version=Version(1000 + i, 0, 1),
+                               partition=i % 16)
+                except DiskUnavailable:
+                    states.add(str(engine.disks[0].state))
+                    break
+            assert states <= {"full"}, states
+            disks.unfill(path)
+            time.sleep(1.1)  # the free-space check is rate-limited
+            engine.put("app", b"after", b"v", version=Version(9000, 0, 1), partition=1)
+            assert engine.get("app", b"after").read() == b"v"
+        finally:
+            engine.close()
