@@ -821,20 +821,65 @@ class Coordinator:
             async for node in self._candidates(info, holders):
                 try:
                     try:
-                        return await _first_chunk_read(await self._open(node, info, start,
-                                                                        end))
+                        result = await _first_chunk_read(await self._open(node, info, start,
+                                                                          end))
                     except Conflict:
                         # The holder moved past the quorum's newest: a write overlaps
                         # this read, so its newer version is a correct answer.
                         result = await self._open(node, info, start, end, exact=False)
-                        if result.info.version >= info.version:
-                            return await _first_chunk_read(result)
-                        raise
+                        if result.info.version < info.version:
+                            raise
+                        result = await _first_chunk_read(result)
+                    return self._resuming(result, node, holders)
                 except (IntegrityError, Unavailable, Conflict) as exc:
                     errors[node] = exc
             if not _raced(errors):
                 raise _read_failure(info, errors)
         raise Unavailable(f"{bucket}/{key!r} kept changing while it was read; try again")
+
+    def _resuming(self, result: ReadResult, source: NodeId, holders: list[NodeId]
+                  ) -> ReadResult:
+        """``result`` whose stream, if its source fails midway (a damaged block further
+        on, the node gone), goes on from another replica holding the same version, at
+        the byte where it stopped: the caller sees one whole stream (found by the chaos
+        suite: a large get failed on a block damaged past the first)."""
+        version = result.info.version
+
+        async def chunks() -> AsyncIterator[bytes]:
+            offset, current, at, tried = result.start, result.chunks, source, {source}
+            while True:
+                try:
+                    async for chunk in current:
+                        offset += len(chunk)
+                        yield chunk
+                    return
+                except (IntegrityError, Unavailable) as exc:
+                    log.warning("read of %s/%r failed at byte %d on node %s: %s; going on "
+                                "from another replica", result.info.bucket, result.info.key,
+                                offset, at, exc)
+                    resumed = await self._resume(result.info, offset, result.end, tried,
+                                                 holders)
+                    if resumed is None or resumed[1].info.version != version:
+                        raise
+                    at, current = resumed[0], resumed[1].chunks
+
+        return ReadResult(result.info, result.start, result.end, chunks())
+
+    async def _resume(self, info: ObjectInfo, offset: int, end: int, tried: set[NodeId],
+                      holders: list[NodeId]) -> tuple[NodeId, ReadResult] | None:
+        """The exact version ``info`` from ``offset`` on, from a replica not ``tried``
+        (the holders first), and that replica; None when none can serve it."""
+        _partition, targets = self.placement(info.bucket, info.key)
+        for node in [*holders, *targets]:
+            if node in tried:
+                continue
+            tried.add(node)
+            try:
+                return node, await _first_chunk_read(await self._open(node, info, offset,
+                                                                      end))
+            except (IntegrityError, Unavailable, Conflict) as exc:
+                log.info("resuming the read from node %s failed: %s", node, exc)
+        return None
 
     async def _candidates(self, info: ObjectInfo, holders: list[NodeId]
                           ) -> AsyncIterator[NodeId]:
