@@ -173,11 +173,11 @@ class Nemesis(threading.Thread):
         ``REPAIRED_TIMEOUT_S`` passed, or the round ended: the runner's repair phase
         checks the rest)."""
         def repaired() -> bool:
+            if self.stop_event.is_set():
+                return True  # the round ends: its repair phase waits for the repairs
             r = self.cluster.client(node).status().repair
             return r.partitions_rebuilding == 0 and r.scrub_deferred == 0
 
-        if self.stop_event.is_set():
-            return  # the round ends: its repair phase waits for the repairs
         started = time.monotonic()
         with contextlib.suppress(TimeoutError):
             wait_for(f"node {node} to repair its damage", repaired, REPAIRED_TIMEOUT_S)
