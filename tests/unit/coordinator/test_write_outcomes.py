@@ -24,6 +24,7 @@ from cairn.node.storage import Engine, EngineConfig
 from cairn.node.storage.aio import AsyncEngine
 from cairn.node.storage.hints import HintStore
 from tests.support import disks as tmpfs
+from tests.unit.engines import node_engines
 
 UNIT = pytest.mark.unit
 # Mounts a tmpfs (a subprocess, root): a disk test, not a pure in-process one.
@@ -58,15 +59,8 @@ class InMemoryPeers:
 
 @pytest.fixture
 def engines(tmp_path):
-    opened = {}
-    for n in (1, 2, 3):
-        (tmp_path / f"n{n}").mkdir()
-        e = Engine(EngineConfig(disks=(str(tmp_path / f"n{n}"),), min_free_bytes=0)).open()
-        e.create_bucket("app")
-        opened[n] = e
-    yield opened
-    for e in opened.values():
-        e.close()
+    with node_engines(tmp_path) as opened:
+        yield opened
 
 
 def cluster(engines: dict[int, Engine], failing: dict[int, CairnError],

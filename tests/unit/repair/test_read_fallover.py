@@ -15,9 +15,10 @@ from cairn.cluster.hlc import HybridClock
 from cairn.cluster.ids import NodeId
 from cairn.errors import DataLoss, IntegrityError, NotFound
 from cairn.node.coordinator import Coordinator, RemoteRead
-from cairn.node.storage import Engine, EngineConfig
+from cairn.node.storage import Engine
 from cairn.node.storage.aio import AsyncEngine
 from cairn.types import Version
+from tests.unit.engines import node_engines
 
 pytestmark = pytest.mark.unit
 
@@ -50,16 +51,10 @@ class EnginePeers:
 
 @pytest.fixture
 def engines(tmp_path):
-    opened = {}
-    for n in (1, 2, 3):
-        (tmp_path / f"n{n}").mkdir()
-        e = Engine(EngineConfig(disks=(str(tmp_path / f"n{n}"),), min_free_bytes=0)).open()
-        e.create_bucket("app")
-        e.put("app", b"k", VALUE, version=V)
-        opened[n] = e
-    yield opened
-    for e in opened.values():
-        e.close()
+    with node_engines(tmp_path) as opened:
+        for e in opened.values():
+            e.put("app", b"k", VALUE, version=V)
+        yield opened
 
 
 def damage(engine: Engine) -> None:
