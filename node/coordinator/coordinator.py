@@ -330,8 +330,9 @@ class Coordinator:
                                                      self._replica_timeout())
                     if not i.deleted]
         for info in live:
-            _partition, targets = self.placement(bucket, info.key)
-            answers = await self._gather_heads(bucket, info.key, targets, len(targets))
+            partition, targets = self.placement(bucket, info.key)
+            answers = await self._gather_heads(bucket, info.key, partition, targets,
+                                               len(targets))
             found = [(i, n) for n, i in answers if i is not None]
             if not found:
                 continue
@@ -365,9 +366,8 @@ class Coordinator:
         for answer in answers:
             if isinstance(answer, dict):
                 for name, created in answer.items():
-                    known = merged.get(name, 0)
-                    merged[name] = min(known, created) if known and created else (
-                        known or created)
+                    # the earliest creation time a node knows (0: it did not record one)
+                    merged[name] = min(filter(None, (merged.get(name), created)), default=0)
         return merged
 
     # ------------------------------------------------------------------ local replica ops
@@ -404,15 +404,17 @@ class Coordinator:
             await self._create_local_bucket(w.bucket)
             return await self._local_write(w, value, chunks)
 
-    async def replica_head(self, bucket: str, key: bytes) -> ObjectInfo | None:
+    async def replica_head(self, bucket: str, key: bytes, partition: int | None = None
+                           ) -> ObjectInfo | None:
         """This node's answer to a quorum read's head: its newest version (None if it
-        has never heard of the key).
+        has never heard of the key). ``partition``: the key's, if the caller knows it.
 
         Raises:
             Rebuilding: this node's answer would not count (it is refilling a disk that
                 came back empty, or a disk is failed); the read asks another replica.
         """
-        self.engine.engine.answers_for(self.partition(bucket, key))
+        self.engine.engine.answers_for(
+            self.partition(bucket, key) if partition is None else partition)
         return await self.local_head(bucket, key)
 
     async def replica_list(self, bucket: str, prefix: bytes, start_after: bytes, limit: int
@@ -627,7 +629,7 @@ class Coordinator:
         # Ask enough replicas that their set meets every write quorum, so the stamp is
         # newer than any write acknowledged before this stream began.
         enough = len(targets) - need + 1
-        for _node, info in await self._gather_heads(bucket, key, targets, enough):
+        for _node, info in await self._gather_heads(bucket, key, partition, targets, enough):
             if info is not None and info.version >= version:
                 version = self.clock.advance_past(info.version)
         box = {"size": 0, "crc": 0}
@@ -721,7 +723,8 @@ class Coordinator:
 
     # ------------------------------------------------------------------ reads
 
-    async def _gather_heads(self, bucket: str, key: bytes, targets: tuple[NodeId, ...],
+    async def _gather_heads(self, bucket: str, key: bytes, partition: int,
+                            targets: tuple[NodeId, ...],
                             need: int) -> list[tuple[NodeId, ObjectInfo | None]]:
         """Ask replicas for their newest version; return once ``need`` answered.
 
@@ -730,7 +733,7 @@ class Coordinator:
         """
         async def ask(node: NodeId) -> ObjectInfo | None:
             if node == self.node_id:
-                return await self.replica_head(bucket, key)
+                return await self.replica_head(bucket, key, partition)
             assert self.peers is not None
             return await self.peers.head(node, bucket, key, self._replica_timeout())
 
@@ -792,9 +795,9 @@ class Coordinator:
             NotFound: no replica has it, or the newest is a tombstone.
         """
         await self.ensure_bucket(bucket)
-        _partition, targets = self.placement(bucket, key)
+        partition, targets = self.placement(bucket, key)
         need = self._quorum(consistency, "read", len(targets))
-        answers = await self._gather_heads(bucket, key, targets, need)
+        answers = await self._gather_heads(bucket, key, partition, targets, need)
         found = [info for _n, info in answers if info is not None]
         if not found:
             raise NotFound(f"object {bucket}/{key.decode('utf-8', 'replace')} not found")

@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-from cairn.errors import CairnError, Conflict, IntegrityError, InvalidArgument, NotFound
+from cairn.errors import CairnError, Conflict, IntegrityError, InvalidArgument
 from cairn.node.coordinator.peers import ReplicaWrite
 from cairn.node.storage import format as fmt
 from cairn.node.storage.digest import MAX_LEAVES
@@ -214,8 +214,6 @@ class ReplicaService:
             bucket = wire.bucket_name(head.bucket)
             key = wire.object_key(head.key, 1024)
             info = await self._coord.replica_head(bucket, key)
-        except NotFound:  # no such bucket here
-            info = None
         except CairnError as exc:
             return replica_pb2.ReplicateResponse(
                 seq=seq, error=common_pb2.Error(code=exc.code, message=str(exc)))

@@ -766,14 +766,7 @@ class Engine:
                 with contextlib.suppress(CairnError):
                     fresh.put_bucket(name.encode("ascii"), json.dumps(info).encode())
             if self.rebuild_scope is not None:
-                try:
-                    self.rebuild.mark(fresh, self.rebuild_scope())
-                except CairnError as exc:
-                    log.error("disk %s not taken back: its rebuild could not be recorded: "
-                              "%s", disk.path, exc)
-                    with contextlib.suppress(Exception):
-                        fresh.close()
-                    continue
+                self.rebuild.mark(fresh, self.rebuild_scope())
             self.disks[i] = fresh
             self._retired_failures += disk.failures + 1  # the disk epoch moves on
             self._order_cache.clear()

@@ -74,25 +74,20 @@ class RebuildSet:
                         disk.path, len(self._by_disk[disk.path][1]))
 
     def mark(self, disk: _MetaDisk, partitions: Iterable[int]) -> None:
-        """Record, durably on ``disk`` (which came back empty), that ``partitions``
-        must be refilled before this node's answers about them count.
-
-        Raises:
-            DiskUnavailable: the mark could not be written (the disk is not taken back).
-        """
-        wanted = sorted(set(partitions))
+        """Record that ``partitions`` must be refilled before this node's answers about
+        them count: at once in memory, and durably on ``disk`` (which came back empty)
+        so a restart keeps the marks. If the disk cannot take the record, the marks
+        hold until this process ends (logged)."""
+        wanted = set(partitions)
         with self._lock:
             self.generation += 1
-        disk.put_meta(META_KEY, json.dumps(wanted).encode())
-        with self._lock:
-            self._by_disk[disk.path] = (disk, set(wanted))
+            self._by_disk[disk.path] = (disk, wanted)
             self._recount()
-
-    def forget_disk(self, path: str) -> None:
-        """The disk at ``path`` is gone (failed again): its marks went with it."""
-        with self._lock:
-            if self._by_disk.pop(path, None) is not None:
-                self._recount()
+        try:
+            disk.put_meta(META_KEY, json.dumps(sorted(wanted)).encode())
+        except CairnError as exc:
+            log.error("the rebuild marks of %s could not be stored (%s): a restart before "
+                      "the refill ends forgets them", disk.path, exc)
 
     def done(self, partition: int, since: int) -> None:
         """``partition`` was levelled with every other replica by work that began at

@@ -91,7 +91,7 @@ WIPE_LEFTOVER_S = 20.0  # a wiped disk not taken back by then is looked at again
 _BUSY_LOCK = threading.Lock()
 
 
-def _remove_contents(directory: Path) -> int:
+def remove_contents(directory: Path) -> int:
     """Delete everything in ``directory`` (an operator's ``rm -rf dir/*``); returns how
     many entries were removed. The node may write meanwhile."""
     removed = 0
@@ -264,7 +264,7 @@ class Nemesis(threading.Thread):
 
     def inject_wipe(self, node: int, record: dict[str, Any]) -> Callable[[], None]:
         node_dir = self.cluster.root / f"node-{node}"
-        record["removed"] = _remove_contents(node_dir)
+        record["removed"] = remove_contents(node_dir)
         client = self.cluster.client(node)
 
         def taken_back() -> bool:
@@ -281,7 +281,7 @@ class Nemesis(threading.Thread):
                 # and say what was left in the history.
                 left = sorted(str(p.relative_to(node_dir)) for p in node_dir.rglob("*"))
                 self.history.nemesis(action="note", fault="wipe", node=node,
-                                     leftovers=left[:50], removed_again=_remove_contents(
+                                     leftovers=left[:50], removed_again=remove_contents(
                                          node_dir))
                 wait_for(f"node {node} to take its wiped disk back", taken_back)
         return heal

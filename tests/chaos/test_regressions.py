@@ -6,7 +6,6 @@ Each is named after the fault it guards against, and stays after the fix.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import threading
 import time
 
@@ -16,6 +15,8 @@ import pytest
 from cairn.cluster.placement import placement
 from cairn.v1 import admin_pb2, object_pb2
 from tests.support.cluster import Cluster
+
+from .nemesis import remove_contents
 
 pytestmark = [pytest.mark.chaos, pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -69,11 +70,7 @@ def test_hints_written_after_a_live_wipe_of_their_disk_survive_a_restart(tmp_pat
     with Cluster(tmp_path / "c", nodes=3) as c:
         c.client(1).objects.CreateBucket(object_pb2.CreateBucketRequest(bucket=b"app"))
         node_dir = c.root / "node-1"
-        for entry in list(node_dir.iterdir()):  # an operator's rm -rf, live
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+        remove_contents(node_dir)  # an operator's rm -rf, live
         deadline = time.monotonic() + 30
         while not all(d.state == "ok" for d in c.client(1).status().disks):
             assert time.monotonic() < deadline, "node 1 did not take its disk back"
@@ -89,8 +86,7 @@ def test_hints_written_after_a_live_wipe_of_their_disk_survive_a_restart(tmp_pat
             assert time.monotonic() < deadline, c.client(1).status().pending_hints
             time.sleep(0.2)
         c.procs[1].stop()
-        c.procs[1].start()
-        c.clients[1] = type(c.clients[1])(c.procs[1].address)
+        c.restart(1)
         assert c.client(1).status().pending_hints >= 20
 
 
@@ -111,7 +107,7 @@ def test_wipe_a_disk_taken_back_empty_does_not_count_in_read_quorums(tmp_path):
         c.client(3).admin.SetRepairRate(admin_pb2.SetRepairRateRequest(rate_bytes_s=1),
                                         timeout=10)
         node_dir = c.root / "node-3"
-        _remove_contents(node_dir)  # an operator's rm -rf, live
+        remove_contents(node_dir)  # an operator's rm -rf, live
         deadline = time.monotonic() + 30
         while not (node_dir / "CAIRN-DISK").exists() or not all(
                 d.state == "ok" for d in c.client(3).status().disks):
@@ -134,10 +130,10 @@ def test_replace_a_node_restarted_on_an_empty_disk_does_not_count_in_read_quorum
         value = b"acknowledged" * 5000
         c.client(3).put("app", b"k", value, timeout=10)  # on nodes 3 and 2
         c.procs[3].stop()
-        _remove_contents(c.root / "node-3")  # the new, empty disk
+        remove_contents(c.root / "node-3")  # the new, empty disk
         # Its refill may not copy anything yet (1 byte/s: the copy waits for hours).
         c.procs[3].env = {**(c.procs[3].env or {}), "CAIRN_REPAIR_RATE_BYTES_S": "1"}
-        _restart(c, 3)
+        c.restart(3)
         assert c.client(3).local("app", b"k") is None
         _unavailable_until_the_whole_copy_returns(c, value)
 
@@ -161,7 +157,7 @@ def _unavailable_until_the_whole_copy_returns(c: Cluster, value: bytes) -> None:
     UNAVAILABLE, never answer without the key; once node 2 is back and node 3 may
     refill, the read returns the value."""
     c.kill(2)
-    _restart(c, 1)
+    c.restart(1)
     with pytest.raises(grpc.RpcError) as caught:
         c.client(1).get("app", b"k", timeout=15)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
@@ -169,7 +165,7 @@ def _unavailable_until_the_whole_copy_returns(c: Cluster, value: bytes) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         c.client(1).objects.List(object_pb2.ListRequest(bucket=b"app"), timeout=15)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
-    _restart(c, 2)
+    c.restart(2)
     c.client(3).admin.SetRepairRate(admin_pb2.SetRepairRateRequest(rate_bytes_s=0),
                                     timeout=10)
     deadline = time.monotonic() + 60
@@ -177,19 +173,6 @@ def _unavailable_until_the_whole_copy_returns(c: Cluster, value: bytes) -> None:
         assert time.monotonic() < deadline, "the read stayed unavailable"
         time.sleep(0.5)
     assert got == value
-
-
-def _restart(c: Cluster, node: int) -> None:
-    c.restart(node)
-    c.clients[node] = type(c.clients[node])(c.procs[node].address)
-
-
-def _remove_contents(directory) -> None:
-    for entry in list(directory.iterdir()):
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
 
 
 def _get_or_unavailable(client, key: bytes) -> bytes | None:

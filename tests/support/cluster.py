@@ -182,7 +182,13 @@ class Cluster:
         self.procs[node_id].kill()
 
     def restart(self, node_id: int) -> None:
+        """Start the node again; its client gets a fresh channel (the old one may sit in
+        reconnect backoff after the node went away)."""
         self.procs[node_id].start()
+        old = self.clients.get(node_id)
+        if old is not None:
+            old.close()
+            self.clients[node_id] = Raw(self.procs[node_id].address)
 
     def client(self, node_id: int) -> Raw:
         return self.clients[node_id]

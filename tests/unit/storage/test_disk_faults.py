@@ -294,8 +294,17 @@ def test_enospc_a_disk_that_fills_up_mid_commit_is_full_not_failed(tmp_path):
                     break
             assert states <= {"full"}, states
             disks.unfill(path)
-            time.sleep(1.1)  # the free-space check is rate-limited
-            engine.put("app", b"after", b"v", version=Version(9000, 0, 1), partition=1)
+            # The free-space check is rate-limited: writes resume within its interval.
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    engine.put("app", b"after", b"v", version=Version(9000, 0, 1),
+                               partition=1)
+                    break
+                except DiskUnavailable:
+                    assert str(engine.disks[0].state) == "full"
+                    assert time.monotonic() < deadline, "writes did not resume"
+                    time.sleep(0.05)
             assert engine.get("app", b"after").read() == b"v"
         finally:
             engine.close()
