@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any, Final
 
+from cairn._retry import Backoff
 from cairn.node.coordinator import Coordinator
 from cairn.node.storage import format as fmt
 from cairn.node.storage.scrub import verify_entry
@@ -24,11 +25,10 @@ log = logging.getLogger("cairn.repair")
 
 BATCH: Final = 64
 LOST_KEPT: Final = 100
-# A damaged copy whose repair was deferred (a replica did not answer, no copy could be
-# read) is tried again after RETRY_FIRST_S, doubling up to RETRY_MAX_S, RETRY_ATTEMPTS
-# times in all (about 10 minutes) before it is counted lost.
-RETRY_FIRST_S: Final = 1.0
-RETRY_MAX_S: Final = 30.0
+# A damaged copy whose repair was deferred (a replica did not answer) is tried again
+# after 1 s, doubling up to 30 s, RETRY_ATTEMPTS times in all (about 10 minutes) before
+# it is counted lost.
+RETRY_BACKOFF: Final = Backoff(base_s=1.0, max_s=30.0, jitter="none")
 RETRY_ATTEMPTS: Final = 25
 
 
@@ -124,7 +124,7 @@ class Scrubber(Worker):
         outcome = await self.coordinator.repair_copy(bucket, key)
         attempts = self.deferred.pop(okey, (0, 0.0))[0] + 1
         if outcome == "deferred" and attempts < RETRY_ATTEMPTS:
-            wait = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1))
+            wait = RETRY_BACKOFF.ceiling_s(attempts)
             self.deferred[okey] = (attempts, time.monotonic() + wait)
             log.info("repair of %s/%r deferred (attempt %d): again in %.0f s", bucket, key,
                      attempts, wait)
